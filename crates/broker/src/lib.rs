@@ -1,0 +1,994 @@
+//! The broker's shared state: session registry, topic index, retained store,
+//! wills, expiry and `$SYS`.
+//!
+//! There is no router thread. A publishing connection's task calls
+//! [`Broker::publish`], which matches the topic in the index under a short read
+//! lock, collects the targets into a buffer, releases the lock, and then hands a
+//! shared [`Delivery`] to each target session's bounded queue, waking its
+//! connection task. See `docs/architecture.md` for the data flow.
+//!
+//! Lock order (never taken in the other order, never held across `.await`):
+//! `registry` -> `index` / `retained` -> one `SessionEntry::inner` at a time.
+//! Routing takes `index` (read) and releases it before touching sessions.
+
+mod entry;
+mod metrics;
+mod settings;
+mod sys;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use switchboard_codec::{
+    Connect, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+};
+use switchboard_session::{
+    ClientParams, Delivery, EnqueueOutcome, Message, Session, SessionLimits,
+    SharedMessage,
+};
+use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
+use tokio::sync::mpsc;
+
+pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord};
+pub use metrics::Metrics;
+pub use settings::Settings;
+
+/// Messages from the broker to a connection task. Sent with `try_send` so that the
+/// broker never waits on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close the connection, telling a v5 client why (0x8E takeover, 0x98
+    /// administrative action, 0x8B shutting down).
+    Disconnect(ReasonCode),
+}
+
+/// Capacity of each connection's control channel: a connection needs at most one
+/// pending order; a few spare slots keep `try_send` from failing in a burst.
+pub const CONTROL_CHANNEL_CAPACITY: usize = 4;
+
+/// How a connection ended, as far as the will and the session are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// DISCONNECT 0x00: no will ([MQTT-3.1.2-10] v3.1.1, [MQTT-3.14.4-3] v5).
+    Normal { session_expiry: Option<u32> },
+    /// v5 DISCONNECT 0x04: publish the will.
+    WithWill { session_expiry: Option<u32> },
+    /// Network loss, protocol error, keep-alive timeout, server-initiated close:
+    /// the will is published ([MQTT-3.1.2-8] v3.1.1).
+    Abnormal,
+    /// Server shutdown: the session is kept; the will is not published, so that a
+    /// restart does not spray wills for every client.
+    Shutdown,
+}
+
+/// The outcome of a successful CONNECT.
+#[derive(Debug)]
+pub struct Connected {
+    pub entry: Arc<SessionEntry>,
+    pub generation: u64,
+    pub session_present: bool,
+    /// PUBLISH (DUP) and PUBREL packets to send right after CONNACK.
+    pub resend: Vec<switchboard_codec::Packet>,
+    /// Set when the server chose the client identifier.
+    pub assigned_client_id: Option<String>,
+    /// The session expiry in force; differs from what the client asked when capped.
+    pub session_expiry: u32,
+    /// The keep alive in force (v5: Server Keep Alive when it differs from the request).
+    pub keep_alive: u16,
+}
+
+/// What a connection asks of the broker at CONNECT time.
+#[derive(Debug)]
+pub struct ConnectRequest<'a> {
+    pub connect: &'a Connect,
+    pub peer: String,
+    pub control: mpsc::Sender<Control>,
+}
+
+/// Timers kept in a sorted set; validated against the session on firing, so a
+/// cancelled timer needs no removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    SessionExpiry,
+    WillDelay,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    by_client_id: HashMap<Arc<str>, Arc<SessionEntry>>,
+    by_key: HashMap<SessionKey, Arc<SessionEntry>>,
+}
+
+/// An entry in the topic index: the session and the options it subscribed with.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub entry: Arc<SessionEntry>,
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+    /// For shared subscriptions, the full `$share/{group}/{filter}`: carried by each
+    /// delivery so that what a departing member leaves unacknowledged can be handed
+    /// to another member of the same shared subscription.
+    pub shared_filter: Option<Arc<str>>,
+}
+
+/// One target of a routed message before per-session merging.
+struct Target {
+    entry: Arc<SessionEntry>,
+    qos: QoS,
+    retain: bool,
+    identifiers: Vec<u32>,
+    shared_group: Option<Arc<str>>,
+}
+
+/// Work that must happen after all locks are released.
+#[derive(Default)]
+struct Deferred {
+    wills: Vec<(Will, ProtocolVersion)>,
+    /// Shared-subscription deliveries a departing member left, with that member's key.
+    redeliver: Vec<(SessionKey, Delivery)>,
+    /// Filters of ended sessions to remove from the index.
+    unsubscribe: Vec<(SessionKey, Vec<String>)>,
+}
+
+/// The broker: shared by every connection task behind an `Arc`.
+#[derive(Debug)]
+pub struct Broker {
+    settings: Settings,
+    registry: Mutex<Registry>,
+    index: RwLock<TopicIndex<SessionKey, Subscriber>>,
+    retained: RwLock<RetainedStore>,
+    timers: Mutex<BTreeSet<(Instant, SessionKey, TimerKind)>>,
+    next_key: AtomicU64,
+    next_generation: AtomicU64,
+    metrics: Metrics,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct RetainedStore {
+    tree: RetainedTree<SharedMessage>,
+    bytes: usize,
+}
+
+impl Broker {
+    pub fn new(settings: Settings, now: Instant) -> Broker {
+        Broker {
+            settings,
+            registry: Mutex::new(Registry::default()),
+            index: RwLock::new(TopicIndex::new()),
+            retained: RwLock::new(RetainedStore::default()),
+            timers: Mutex::new(BTreeSet::new()),
+            next_key: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            metrics: Metrics::default(),
+            started: now,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_queued_messages: self.settings.max_queued_messages,
+            max_queued_bytes: self.settings.max_queued_bytes,
+            max_inflight: self.settings.receive_maximum,
+            queue_qos0_offline: self.settings.queue_qos0_offline,
+        }
+    }
+
+    /// Handles a CONNECT that passed decoding: picks or checks the client
+    /// identifier, takes over an existing connection (race-free: the registry
+    /// lock serialises every CONNECT), resumes or replaces the session, and
+    /// attaches the new connection.
+    pub fn connect(&self, request: ConnectRequest<'_>, now: Instant) -> Result<Connected, ReasonCode> {
+        let connect = request.connect;
+        let version = connect.protocol;
+        let mut assigned_client_id = None;
+        let client_id: Arc<str> = if connect.client_id.is_empty() {
+            // [MQTT-3.1.3-8] (3.1.1): a zero-length id needs clean session 1.
+            // 3.1 requires 1..=23 characters.
+            if !self.settings.allow_zero_length_client_id
+                || version == ProtocolVersion::V3_1
+                || (!version.is_v5() && !connect.clean_start)
+            {
+                return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+            }
+            let id = format!(
+                "auto-{:016x}",
+                self.next_generation.load(Ordering::Relaxed) ^ 0x5bd1_e995_0000_0000
+                    ^ (now.duration_since(self.started).as_nanos() as u64)
+            );
+            assigned_client_id = Some(id.clone());
+            Arc::from(id)
+        } else {
+            if connect.client_id.len() > self.settings.max_client_id_length {
+                return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+            }
+            Arc::from(connect.client_id.as_str())
+        };
+
+        let session_expiry = if version.is_v5() {
+            connect
+                .properties
+                .session_expiry_interval
+                .unwrap_or(0)
+                .min(self.settings.max_session_expiry)
+        } else if connect.clean_start {
+            0
+        } else {
+            self.settings.max_session_expiry
+        };
+        let keep_alive = if version.is_v5()
+            && self.settings.max_keep_alive > 0
+            && (connect.keep_alive == 0 || connect.keep_alive > self.settings.max_keep_alive)
+        {
+            self.settings.max_keep_alive
+        } else {
+            connect.keep_alive
+        };
+
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let mut deferred = Deferred::default();
+        let client = ClientParams {
+            version,
+            receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+            maximum_packet_size: connect.properties.maximum_packet_size,
+        };
+        let attached = entry::Attached {
+            generation,
+            control: request.control,
+            connected_at: now,
+            peer: request.peer,
+            keep_alive,
+        };
+
+        let (entry, session_present, resend) = {
+            let mut registry = self.registry.lock();
+            let mut resumed = None;
+            if let Some(old) = registry.by_client_id.get(&client_id).cloned() {
+                let mut inner = old.inner.lock();
+                if let Some(previous) = inner.connection.take() {
+                    // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E).
+                    let _ = previous
+                        .control
+                        .try_send(Control::Disconnect(ReasonCode::SESSION_TAKEN_OVER));
+                    Metrics::incr(&self.metrics.takeovers);
+                    inner.session.detach();
+                    for delivery in inner.session.take_shared() {
+                        deferred.redeliver.push((old.key, delivery));
+                    }
+                    if let Some(will) = inner.will.take() {
+                        let delay = will_delay(&will, inner.session_expiry);
+                        // The will is sent at once unless it has a delay and the session
+                        // continues, in which case this reconnect cancels it ([MQTT-3.1.3-9]).
+                        if delay == 0 || connect.clean_start {
+                            deferred.wills.push((will, inner.version));
+                        }
+                    }
+                }
+                if let Some((_, will)) = inner.pending_will.take() {
+                    // A delayed will: a new connection to the session cancels it
+                    // ([MQTT-3.1.3-9]); a clean start ends the session, which sends it.
+                    if connect.clean_start {
+                        deferred.wills.push((will, inner.version));
+                    }
+                }
+                let expired = inner.expires_at.is_some_and(|at| at <= now);
+                if connect.clean_start || expired || inner.ended {
+                    let filters = self.end_session_locked(&old, &mut inner, &mut deferred);
+                    drop(inner);
+                    registry.by_client_id.remove(&client_id);
+                    registry.by_key.remove(&old.key);
+                    deferred.unsubscribe.push((old.key, filters));
+                } else {
+                    inner.expires_at = None;
+                    drop(inner);
+                    resumed = Some(old);
+                }
+            }
+            // Remove the ended session's subscriptions before the new one is visible.
+            if !deferred.unsubscribe.is_empty() {
+                self.remove_from_index(&deferred.unsubscribe);
+                deferred.unsubscribe.clear();
+            }
+            let session_present = resumed.is_some();
+            let entry = match resumed {
+                Some(entry) => entry,
+                None => {
+                    let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+                    let entry = Arc::new(SessionEntry::new(
+                        key,
+                        client_id.clone(),
+                        entry::SessionInner {
+                            session: Session::new(self.session_limits()),
+                            subscriptions: HashMap::new(),
+                            connection: None,
+                            version,
+                            session_expiry,
+                            expires_at: None,
+                            will: None,
+                            pending_will: None,
+                            ended: false,
+                        },
+                    ));
+                    registry.by_client_id.insert(client_id.clone(), entry.clone());
+                    registry.by_key.insert(key, entry.clone());
+                    entry
+                }
+            };
+            let resend = {
+                let mut inner = entry.inner.lock();
+                inner.version = version;
+                inner.session_expiry = session_expiry;
+                inner.will = connect.will.clone();
+                inner.connection = Some(attached);
+                inner.session.attach(client)
+            };
+            (entry, session_present, resend)
+        };
+        Metrics::incr(&self.metrics.connections_total);
+        Metrics::incr(&self.metrics.connections_current);
+        self.run_deferred(deferred, now);
+        Ok(Connected {
+            entry,
+            generation,
+            session_present,
+            resend,
+            assigned_client_id,
+            session_expiry,
+            keep_alive,
+        })
+    }
+
+    /// A connection ended. Publishes or schedules the will, and ends the session
+    /// now or schedules its expiry. Does nothing if `generation` is no longer the
+    /// session's connection (it was taken over, and the takeover did all this).
+    pub fn disconnected(&self, entry: &Arc<SessionEntry>, generation: u64, reason: CloseReason, now: Instant) {
+        let mut deferred = Deferred::default();
+        {
+            let mut registry = self.registry.lock();
+            let mut inner = entry.inner.lock();
+            match &inner.connection {
+                Some(attached) if attached.generation == generation => {}
+                _ => return,
+            }
+            inner.connection = None;
+            Metrics::decr(&self.metrics.connections_current);
+            inner.session.detach();
+            match reason {
+                CloseReason::Normal { session_expiry } | CloseReason::WithWill { session_expiry } => {
+                    if let Some(expiry) = session_expiry {
+                        inner.session_expiry = expiry.min(self.settings.max_session_expiry);
+                    }
+                }
+                CloseReason::Abnormal | CloseReason::Shutdown => {}
+            }
+            let will = inner.will.take();
+            let publish_will = matches!(reason, CloseReason::WithWill { .. } | CloseReason::Abnormal);
+            if let (Some(will), true) = (will, publish_will) {
+                let delay = will_delay(&will, inner.session_expiry);
+                if delay == 0 {
+                    deferred.wills.push((will, inner.version));
+                } else {
+                    let at = now + Duration::from_secs(u64::from(delay));
+                    inner.pending_will = Some((at, will));
+                    self.timers.lock().insert((at, entry.key, TimerKind::WillDelay));
+                }
+            }
+            // A departing shared-subscription member's unacknowledged messages go to
+            // another member of its group.
+            for delivery in inner.session.take_shared() {
+                deferred.redeliver.push((entry.key, delivery));
+            }
+            if inner.session_expiry == 0 && reason != CloseReason::Shutdown {
+                let filters = self.end_session_locked(entry, &mut inner, &mut deferred);
+                drop(inner);
+                registry.by_client_id.remove(&entry.client_id);
+                registry.by_key.remove(&entry.key);
+                deferred.unsubscribe.push((entry.key, filters));
+            } else if inner.session_expiry != u32::MAX {
+                let at = now + Duration::from_secs(u64::from(inner.session_expiry));
+                inner.expires_at = Some(at);
+                self.timers.lock().insert((at, entry.key, TimerKind::SessionExpiry));
+            }
+        }
+        self.run_deferred(deferred, now);
+    }
+
+    /// Marks a session ended and collects what must happen outside the locks.
+    /// Returns its filters, to be removed from the index.
+    fn end_session_locked(
+        &self,
+        entry: &SessionEntry,
+        inner: &mut entry::SessionInner,
+        deferred: &mut Deferred,
+    ) -> Vec<String> {
+        inner.ended = true;
+        if let Some((_, will)) = inner.pending_will.take() {
+            // The will is sent when the session ends, if that comes before its delay
+            // ([MQTT-3.1.3-9] v5).
+            deferred.wills.push((will, inner.version));
+        }
+        for delivery in inner.session.clear() {
+            deferred.redeliver.push((entry.key, delivery));
+        }
+        inner.subscriptions.drain().map(|(filter, _)| filter).collect()
+    }
+
+    fn remove_from_index(&self, removals: &[(SessionKey, Vec<String>)]) {
+        let mut index = self.index.write();
+        for (key, filters) in removals {
+            for filter in filters {
+                match switchboard_topic::parse_filter(filter, &self.settings.topic_limits) {
+                    Ok(FilterKind::Shared { group, filter }) => {
+                        index.remove_shared(group, filter, *key);
+                    }
+                    Ok(FilterKind::Plain(filter)) => {
+                        index.remove(filter, *key);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    fn run_deferred(&self, mut deferred: Deferred, now: Instant) {
+        if !deferred.unsubscribe.is_empty() {
+            self.remove_from_index(&deferred.unsubscribe);
+        }
+        for (will, _version) in deferred.wills.drain(..) {
+            Metrics::incr(&self.metrics.wills_published);
+            let message = message_from_will(will, now);
+            let _ = self.publish(None, message, now);
+        }
+        for (departing, delivery) in deferred.redeliver.drain(..) {
+            self.redeliver_shared(departing, delivery, now);
+        }
+    }
+
+    /// Fires due timers: delayed wills and session expiry. Call about once a second
+    /// with the current time.
+    pub fn tick(&self, now: Instant) {
+        let due: Vec<(Instant, SessionKey, TimerKind)> = {
+            let mut timers = self.timers.lock();
+            let mut due = Vec::new();
+            while let Some(first) = timers.first().copied() {
+                if first.0 > now {
+                    break;
+                }
+                timers.pop_first();
+                due.push(first);
+            }
+            due
+        };
+        if due.is_empty() {
+            return;
+        }
+        let mut deferred = Deferred::default();
+        {
+            let mut registry = self.registry.lock();
+            for (at, key, kind) in due {
+                let Some(entry) = registry.by_key.get(&key).cloned() else {
+                    continue;
+                };
+                let mut inner = entry.inner.lock();
+                match kind {
+                    TimerKind::WillDelay => {
+                        if inner.pending_will.as_ref().is_some_and(|(due_at, _)| *due_at == at) {
+                            if let Some((_, will)) = inner.pending_will.take() {
+                                deferred.wills.push((will, inner.version));
+                            }
+                        }
+                    }
+                    TimerKind::SessionExpiry => {
+                        if inner.connection.is_none() && inner.expires_at == Some(at) {
+                            Metrics::incr(&self.metrics.sessions_expired);
+                            let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
+                            drop(inner);
+                            registry.by_client_id.remove(&entry.client_id);
+                            registry.by_key.remove(&key);
+                            deferred.unsubscribe.push((key, filters));
+                        }
+                    }
+                }
+            }
+        }
+        self.run_deferred(deferred, now);
+    }
+
+    /// Routes one message: updates the retained store if it carries RETAIN, then
+    /// hands a delivery to every matching session. Returns the number of sessions
+    /// it was handed to.
+    pub fn publish(&self, origin: Option<SessionKey>, message: SharedMessage, now: Instant) -> usize {
+        if message.retain {
+            self.store_retained(&message);
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        {
+            let index = self.index.read();
+            let mut matches = Matches::new();
+            index.matches_into(&message.topic, &mut matches);
+            for (subscriber_key, subscriber) in matches.plain() {
+                if subscriber.options.no_local && Some(*subscriber_key) == origin {
+                    // [MQTT-3.8.3-3]: not sent back to the publishing connection.
+                    continue;
+                }
+                targets.push(Target {
+                    entry: subscriber.entry.clone(),
+                    qos: message.qos.min(subscriber.options.qos),
+                    retain: subscriber.options.retain_as_published && message.retain,
+                    identifiers: subscriber.identifier.into_iter().collect(),
+                    shared_group: None,
+                });
+            }
+            for shared in matches.shared() {
+                if let Some(subscriber) = pick_member(shared.candidates(), None) {
+                    targets.push(Target {
+                        entry: subscriber.entry.clone(),
+                        qos: message.qos.min(subscriber.options.qos),
+                        retain: subscriber.options.retain_as_published && message.retain,
+                        identifiers: subscriber.identifier.into_iter().collect(),
+                        shared_group: Some(subscriber.shared_filter.clone().unwrap_or_else(|| Arc::from(shared.group()))),
+                    });
+                }
+            }
+        }
+        if targets.is_empty() {
+            Metrics::incr(&self.metrics.dropped_no_subscribers);
+            return 0;
+        }
+        // Overlapping subscriptions of one session: one copy, the highest QoS, all
+        // subscription identifiers ([MQTT-3.3.4-2], [MQTT-3.3.4-3]). Shared
+        // subscriptions are separate copies.
+        targets.sort_by_key(|target| (target.shared_group.is_some(), target.entry.key));
+        let mut merged: Vec<Target> = Vec::with_capacity(targets.len());
+        for target in targets {
+            if let Some(last) = merged.last_mut() {
+                if last.shared_group.is_none()
+                    && target.shared_group.is_none()
+                    && last.entry.key == target.entry.key
+                {
+                    last.qos = last.qos.max(target.qos);
+                    last.retain |= target.retain;
+                    last.identifiers.extend(target.identifiers);
+                    continue;
+                }
+            }
+            merged.push(target);
+        }
+        let count = merged.len();
+        for target in merged {
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: target.qos,
+                retain: target.retain,
+                subscription_identifiers: target.identifiers,
+                shared_group: target.shared_group,
+            };
+            self.deliver(&target.entry, delivery, now);
+        }
+        count
+    }
+
+    fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
+        let (outcome, attached, drops) = {
+            let mut inner = entry.inner.lock();
+            if inner.ended {
+                return;
+            }
+            let outcome = inner.session.enqueue(delivery, now);
+            // The session counts every drop (this one, and expired messages it
+            // discarded to make room); they are taken here or by the connection's poll.
+            (outcome, inner.connection.is_some(), inner.session.take_drops())
+        };
+        if !drops.is_empty() {
+            self.metrics.record_drops(&drops);
+        }
+        if outcome == EnqueueOutcome::Queued && attached {
+            entry.notify.notify_one();
+        }
+    }
+
+    /// Hands a shared-subscription delivery that its member left unacknowledged to
+    /// another member of the same group, if the group still has one.
+    fn redeliver_shared(&self, departing: SessionKey, delivery: Delivery, now: Instant) {
+        let Some(shared) = delivery.shared_group.clone() else {
+            return;
+        };
+        let Ok(FilterKind::Shared { group, .. }) =
+            switchboard_topic::parse_filter(&shared, &self.settings.topic_limits)
+        else {
+            return;
+        };
+        let exclude = Some(departing);
+        let target = {
+            let index = self.index.read();
+            let mut matches = Matches::new();
+            index.matches_into(&delivery.message.topic, &mut matches);
+            matches
+                .shared()
+                .iter()
+                .filter(|m| m.group() == group)
+                .filter(|m| {
+                    m.members()
+                        .first()
+                        .and_then(|(_, s)| s.shared_filter.as_deref())
+                        .is_some_and(|f| f == &*shared)
+                })
+                .find_map(|m| pick_member(m.candidates(), exclude))
+                .map(|member| (member.entry.clone(), member.options))
+        };
+        if let Some((entry, options)) = target {
+            let delivery = Delivery {
+                qos: delivery.message.qos.min(options.qos),
+                ..delivery
+            };
+            self.deliver(&entry, delivery, now);
+        }
+    }
+
+    fn store_retained(&self, message: &SharedMessage) {
+        let mut retained = self.retained.write();
+        if message.payload.is_empty() {
+            // [MQTT-3.3.1-10] (v5 [MQTT-3.3.1-6]): an empty retained message clears the topic.
+            if let Some(old) = retained.tree.remove(&message.topic) {
+                retained.bytes = retained.bytes.saturating_sub(old.size());
+            }
+            return;
+        }
+        let size = message.size();
+        let replaced = retained.tree.get(&message.topic).map(|old| old.size());
+        let count_after = retained.tree.len() + usize::from(replaced.is_none());
+        let bytes_after = retained.bytes + size - replaced.unwrap_or(0);
+        if (self.settings.max_retained_messages > 0 && count_after > self.settings.max_retained_messages)
+            || (self.settings.max_retained_bytes > 0 && bytes_after > self.settings.max_retained_bytes)
+        {
+            Metrics::incr(&self.metrics.retained_refused);
+            tracing::warn!(topic = %message.topic, "retained store full; message not retained");
+            return;
+        }
+        retained.tree.insert(&message.topic, message.clone());
+        retained.bytes = bytes_after;
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().tree.len()
+    }
+
+    /// Retained messages whose topic matches `filter`, at most `limit` (0 = all).
+    pub fn retained_matching(&self, filter: &str, limit: usize) -> Vec<SharedMessage> {
+        let retained = self.retained.read();
+        let matching = retained.tree.matching(filter).map(|(_, message)| message.clone());
+        if limit == 0 {
+            matching.collect()
+        } else {
+            matching.take(limit).collect()
+        }
+    }
+
+    /// Removes one retained message; true if there was one.
+    pub fn delete_retained(&self, topic: &str) -> bool {
+        let mut retained = self.retained.write();
+        match retained.tree.remove(topic) {
+            Some(old) => {
+                retained.bytes = retained.bytes.saturating_sub(old.size());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Handles SUBSCRIBE for a connected session. `Err` is a protocol violation that
+    /// closes the connection with that reason code.
+    pub fn subscribe(
+        &self,
+        entry: &Arc<SessionEntry>,
+        generation: u64,
+        subscribe: &Subscribe,
+        now: Instant,
+    ) -> Result<SubAck, ReasonCode> {
+        if subscribe.subscription_identifier.is_some() && !self.settings.subscription_identifiers {
+            // [MQTT-3.8.2-?]: not supported but used: DISCONNECT 0xA1.
+            return Err(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED);
+        }
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained_requests: Vec<(String, SubscriptionOptions)> = Vec::new();
+        let mut index_inserts: Vec<(String, SubscriptionRecord)> = Vec::new();
+        {
+            let mut inner = entry.inner.lock();
+            match &inner.connection {
+                Some(attached) if attached.generation == generation => {}
+                _ => return Err(ReasonCode::SESSION_TAKEN_OVER),
+            }
+            for (filter, options) in &subscribe.filters {
+                let kind = match switchboard_topic::parse_filter(filter, &self.settings.topic_limits) {
+                    Ok(kind) => kind,
+                    Err(_) => {
+                        Metrics::incr(&self.metrics.subscriptions_refused);
+                        reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                        continue;
+                    }
+                };
+                let (shared, plain_filter) = match kind {
+                    FilterKind::Plain(f) => (false, f),
+                    FilterKind::Shared { filter: f, .. } => (true, f),
+                };
+                if shared && options.no_local {
+                    // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+                    return Err(ReasonCode::PROTOCOL_ERROR);
+                }
+                let code = if shared && !self.settings.shared_subscriptions {
+                    Some(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+                } else if !self.settings.wildcard_subscriptions
+                    && (plain_filter.contains('+') || plain_filter.contains('#'))
+                {
+                    Some(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+                } else if self.settings.max_subscriptions_per_client > 0
+                    && !inner.subscriptions.contains_key(filter.as_str())
+                    && inner.subscriptions.len() >= self.settings.max_subscriptions_per_client
+                {
+                    Some(ReasonCode::QUOTA_EXCEEDED)
+                } else {
+                    None
+                };
+                if let Some(code) = code {
+                    Metrics::incr(&self.metrics.subscriptions_refused);
+                    reason_codes.push(code);
+                    continue;
+                }
+                let granted = options.qos.min(self.settings.maximum_qos);
+                let record = SubscriptionRecord {
+                    options: SubscriptionOptions { qos: granted, ..*options },
+                    identifier: subscribe.subscription_identifier,
+                };
+                let existed = inner.subscriptions.insert(filter.clone(), record.clone()).is_some();
+                reason_codes.push(ReasonCode::granted(granted));
+                // [MQTT-3.8.4-4]/[MQTT-3.3.1-9..11]: retained messages per Retain Handling;
+                // none for shared subscriptions.
+                let send_retained = !shared
+                    && match options.retain_handling {
+                        RetainHandling::SendAtSubscribe => true,
+                        RetainHandling::SendIfNew => !existed,
+                        RetainHandling::DoNotSend => false,
+                    };
+                if send_retained {
+                    retained_requests.push((plain_filter.to_string(), record.options));
+                }
+                index_inserts.push((filter.clone(), record));
+            }
+        }
+        {
+            let mut index = self.index.write();
+            for (filter, record) in index_inserts {
+                let mut subscriber = Subscriber {
+                    entry: entry.clone(),
+                    options: record.options,
+                    identifier: record.identifier,
+                    shared_filter: None,
+                };
+                match switchboard_topic::parse_filter(&filter, &self.settings.topic_limits) {
+                    Ok(FilterKind::Shared { group, filter: inner_filter }) => {
+                        subscriber.shared_filter = Some(Arc::from(filter.as_str()));
+                        index.insert_shared(group, inner_filter, entry.key, subscriber);
+                    }
+                    Ok(FilterKind::Plain(filter)) => {
+                        index.insert(filter, entry.key, subscriber);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        for (filter, options) in retained_requests {
+            let messages = self.retained_matching(&filter, self.settings.max_retained_per_subscribe);
+            for message in messages {
+                if message.expires_at.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                let delivery = Delivery {
+                    qos: message.qos.min(options.qos),
+                    // [MQTT-3.3.1-8] (3.1.1), [MQTT-3.3.1-9] (5.0): RETAIN set when sent
+                    // because of a new subscription.
+                    retain: true,
+                    subscription_identifiers: subscribe.subscription_identifier.into_iter().collect(),
+                    shared_group: None,
+                    message,
+                };
+                self.deliver(entry, delivery, now);
+            }
+        }
+        Ok(SubAck {
+            packet_id: subscribe.packet_id,
+            reason_string: None,
+            user_properties: Vec::new(),
+            reason_codes,
+        })
+    }
+
+    /// Handles UNSUBSCRIBE.
+    pub fn unsubscribe(&self, entry: &Arc<SessionEntry>, unsubscribe: &Unsubscribe) -> UnsubAck {
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        let mut removed = Vec::new();
+        {
+            let mut inner = entry.inner.lock();
+            for filter in &unsubscribe.filters {
+                if inner.subscriptions.remove(filter.as_str()).is_some() {
+                    removed.push(filter.clone());
+                    reason_codes.push(ReasonCode::SUCCESS);
+                } else {
+                    reason_codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+                }
+            }
+        }
+        if !removed.is_empty() {
+            self.remove_from_index(&[(entry.key, removed)]);
+        }
+        UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_string: None,
+            user_properties: Vec::new(),
+            reason_codes,
+        }
+    }
+
+    /// Number of subscriptions in the index (shared memberships included).
+    pub fn subscription_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// Number of sessions, connected or not.
+    pub fn session_count(&self) -> usize {
+        self.registry.lock().by_client_id.len()
+    }
+
+    /// Every session, for listings.
+    pub fn sessions(&self) -> Vec<Arc<SessionEntry>> {
+        self.registry.lock().by_client_id.values().cloned().collect()
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<Arc<SessionEntry>> {
+        self.registry.lock().by_client_id.get(client_id).cloned()
+    }
+
+    /// Asks a client's connection to close (administrative action). True if it was connected.
+    pub fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+        let Some(entry) = self.session(client_id) else {
+            return false;
+        };
+        let inner = entry.inner.lock();
+        match &inner.connection {
+            Some(attached) => attached.control.try_send(Control::Disconnect(reason)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends a session now (administrative action): closes its connection if any,
+    /// drops its queue and subscriptions. The will is not published.
+    pub fn delete_session(&self, client_id: &str) -> bool {
+        let mut deferred = Deferred::default();
+        {
+            let mut registry = self.registry.lock();
+            let Some(entry) = registry.by_client_id.get(client_id).cloned() else {
+                return false;
+            };
+            let mut inner = entry.inner.lock();
+            if let Some(attached) = inner.connection.take() {
+                let _ = attached
+                    .control
+                    .try_send(Control::Disconnect(ReasonCode::ADMINISTRATIVE_ACTION));
+                Metrics::decr(&self.metrics.connections_current);
+            }
+            inner.will = None;
+            inner.pending_will = None;
+            let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
+            deferred.wills.clear();
+            drop(inner);
+            registry.by_client_id.remove(client_id);
+            registry.by_key.remove(&entry.key);
+            deferred.unsubscribe.push((entry.key, filters));
+        }
+        self.run_deferred(deferred, Instant::now());
+        true
+    }
+
+    /// Asks every connection to close with `reason` (shutdown).
+    pub fn disconnect_all(&self, reason: ReasonCode) {
+        for entry in self.sessions() {
+            let inner = entry.inner.lock();
+            if let Some(attached) = &inner.connection {
+                let _ = attached.control.try_send(Control::Disconnect(reason));
+            }
+        }
+    }
+
+    /// Publishes the `$SYS` topics (retained), like Mosquitto's.
+    pub fn publish_sys(&self, now: Instant) {
+        sys::publish(self, now);
+    }
+}
+
+/// The effective will delay: the will goes out at the earlier of its delay and the
+/// session's end ([MQTT-3.1.2-8] v5 wording of 3.1.3.2.2).
+fn will_delay(will: &Will, session_expiry: u32) -> u32 {
+    will.properties
+        .will_delay_interval
+        .unwrap_or(0)
+        .min(session_expiry)
+}
+
+/// Picks the member of a shared group to deliver to: the first connected one in
+/// round-robin order, else the first one (its session queues the message);
+/// skips `exclude` (a departing member).
+fn pick_member<'a>(
+    candidates: impl Iterator<Item = (SessionKey, &'a Subscriber)>,
+    exclude: Option<SessionKey>,
+) -> Option<&'a Subscriber> {
+    let mut fallback = None;
+    for (key, member) in candidates {
+        if Some(key) == exclude {
+            continue;
+        }
+        if member.entry.inner.lock().connection.is_some() {
+            return Some(member);
+        }
+        if fallback.is_none() {
+            fallback = Some(member);
+        }
+    }
+    fallback
+}
+
+/// Turns a CONNECT will into a message to route.
+fn message_from_will(will: Will, now: Instant) -> SharedMessage {
+    let properties = switchboard_codec::PublishProperties {
+        payload_format_indicator: will.properties.payload_format_indicator,
+        message_expiry_interval: will.properties.message_expiry_interval,
+        topic_alias: None,
+        response_topic: will.properties.response_topic,
+        correlation_data: will.properties.correlation_data,
+        user_properties: will.properties.user_properties,
+        subscription_identifiers: Vec::new(),
+        content_type: will.properties.content_type,
+    };
+    Arc::new(Message {
+        expires_at: properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs))),
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+    })
+}
+
+/// Turns a received PUBLISH (topic alias already resolved) into a message to route.
+pub fn message_from_publish(publish: Publish, now: Instant) -> SharedMessage {
+    let mut properties = publish.properties;
+    properties.topic_alias = None;
+    properties.subscription_identifiers.clear();
+    Arc::new(Message {
+        expires_at: properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs))),
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties,
+    })
+}

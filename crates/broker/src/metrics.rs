@@ -1,0 +1,71 @@
+//! Counters the broker keeps: plain atomics, relaxed, read by `$SYS`, the console and
+//! `/metrics`. Gauges that can be derived from state (sessions, subscriptions,
+//! retained) are not kept here but computed on demand.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchboard_session::{DropCounts, DropReason};
+
+/// Every counter the broker updates. Relaxed ordering: these are statistics, never
+/// used to synchronise anything.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_current: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub publish_received_by_qos: [AtomicU64; 3],
+    pub publish_sent_by_qos: [AtomicU64; 3],
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_queue_bytes_full: AtomicU64,
+    pub dropped_qos0_offline: AtomicU64,
+    pub dropped_expired: AtomicU64,
+    pub dropped_too_large: AtomicU64,
+    pub dropped_no_subscribers: AtomicU64,
+    pub retained_refused: AtomicU64,
+    pub subscriptions_refused: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub keep_alive_timeouts: AtomicU64,
+    pub connect_timeouts: AtomicU64,
+    pub takeovers: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub wills_published: AtomicU64,
+    pub sessions_expired: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn decr(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// The counter for messages dropped for `reason`.
+    pub fn drop_counter(&self, reason: DropReason) -> &AtomicU64 {
+        match reason {
+            DropReason::QueueFull => &self.dropped_queue_full,
+            DropReason::QueueBytesFull => &self.dropped_queue_bytes_full,
+            DropReason::Qos0Offline => &self.dropped_qos0_offline,
+            DropReason::Expired => &self.dropped_expired,
+            DropReason::TooLargeForClient => &self.dropped_too_large,
+        }
+    }
+
+    pub fn record_drops(&self, drops: &DropCounts) {
+        for (reason, count) in drops.iter() {
+            Metrics::add(self.drop_counter(reason), count);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The `pub`, `sub` and `req` command-line tools.

@@ -1,0 +1,519 @@
+//! The settings themselves: one struct per TOML section, every default a
+//! named constant with the reason for its value, and the hard bounds that
+//! validation enforces.
+//!
+//! Field names are the TOML key names. Durations are whole seconds with the
+//! unit in the name (`connect_timeout_secs`); sizes are bytes.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+// ---------------------------------------------------------------------------
+// Defaults. Each carries the reason for its value; change one and the example
+// config test fails until switchboard.example.toml says the same.
+// ---------------------------------------------------------------------------
+
+/// Plain TCP, because it is the one transport the server implements today.
+pub const DEFAULT_LISTENER_KIND: ListenerKind = ListenerKind::Tcp;
+/// Loopback on the IANA MQTT port: a fresh install with no authentication
+/// configured must not be reachable from the network until someone says so.
+pub const DEFAULT_LISTENER_ADDRESS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
+/// Relative to the working directory so a first run needs no privileges and
+/// no system directory.
+pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
+/// An acknowledged QoS 1/2 message must survive a crash unless the operator
+/// explicitly trades that away for speed.
+pub const DEFAULT_DURABILITY: Durability = Durability::Sync;
+/// Fresh enough for a dashboard, and a few dozen small publishes every ten
+/// seconds cost nothing.
+pub const DEFAULT_SYS_INTERVAL_SECS: u64 = 10;
+/// Lifecycle events (listening, shutdown, refused connections) without
+/// per-packet noise.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// Each connection costs a file descriptor and its buffers; ten thousand fits
+/// a small server. Raise it together with the process's `ulimit -n`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// 1 MiB holds telemetry, commands and small files, while one client can
+/// make the broker buffer 256 times less than the protocol's 256 MiB maximum.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+/// Long enough for a TCP and TLS handshake over a slow mobile link; short
+/// enough that sockets that never send CONNECT do not hold connection slots.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// Keeps a QoS 1/2 stream flowing over a 100 ms round trip (about 320
+/// messages a second per client) while bounding how many unacknowledged
+/// messages one session holds.
+pub const DEFAULT_MAX_INFLIGHT: u16 = 32;
+/// Rides out a short disconnect at typical device rates without letting one
+/// absent client hold memory without bound.
+pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1000;
+/// Sixteen maximum-size packets, or the whole message quota at 16 KiB each:
+/// a cap, not a reservation, so idle sessions cost nothing.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// The protocol maximum (a UTF-8 string's 16-bit length): long topics are
+/// legal and `max_packet_size` already bounds them.
+pub const DEFAULT_MAX_TOPIC_LENGTH: u16 = u16::MAX;
+/// Real hierarchies rarely exceed ten levels; the cap bounds the work of
+/// matching one topic against the subscription index.
+pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 128;
+/// Every filter costs index memory, so unlimited would let one client grow the
+/// index without bound; a thousand is far beyond what devices and services use.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1000;
+/// One retained state message per topic for a large fleet of devices, while
+/// bounding a store that lives as long as the broker.
+pub const DEFAULT_MAX_RETAINED_MESSAGES: usize = 100_000;
+/// Retained messages are kept for the broker's lifetime; the cap stops
+/// retained publishes to ever-new topics from exhausting memory.
+pub const DEFAULT_MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
+/// Holds UUIDs and host-derived identifiers with room to spare and bounds the
+/// memory of every session key (the protocol allows 65535 bytes).
+pub const DEFAULT_MAX_CLIENT_ID_LENGTH: u16 = 256;
+/// A subscription to `#` would otherwise send the whole retained store in one
+/// burst to one client.
+pub const DEFAULT_MAX_RETAINED_PER_SUBSCRIBE: usize = 1000;
+
+/// Seven days outlasts a device switched off over a long weekend or a week's
+/// holiday; a client that never returns would otherwise keep its queue forever.
+pub const DEFAULT_MAX_SESSION_EXPIRY_SECS: u32 = 7 * 24 * 60 * 60;
+/// QoS 0 means "at most once": queueing it for absent clients spends memory on
+/// messages their senders declared expendable.
+pub const DEFAULT_QUEUE_QOS0_OFFLINE: bool = false;
+/// No cap: clients choose keep alive to suit their network and battery, and a
+/// forced shorter one costs battery-powered devices power.
+pub const DEFAULT_MAX_KEEP_ALIVE_SECS: u16 = 0;
+/// Enough for the handful of hot topics a device publishes to; each alias
+/// pins one topic string for the connection's lifetime.
+pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 10;
+/// The protocol lets a server assign an identifier [MQTT-3.1.3-6] and many
+/// client libraries rely on it.
+pub const DEFAULT_ALLOW_ZERO_LENGTH_CLIENT_ID: bool = true;
+
+/// The whole protocol: QoS 2 is what clients that need exactly-once expect.
+pub const DEFAULT_MAXIMUM_QOS: u8 = 2;
+/// Full feature set; turn off to shed retained storage entirely.
+pub const DEFAULT_RETAIN_AVAILABLE: bool = true;
+/// Full feature set; turn off to allow only exact-topic subscriptions.
+pub const DEFAULT_WILDCARD_SUBSCRIPTIONS: bool = true;
+/// Full feature set; `$share/` load balancing is the usual way to scale out
+/// consumers.
+pub const DEFAULT_SHARED_SUBSCRIPTIONS: bool = true;
+/// Full feature set; costs a few bytes per matched subscription.
+pub const DEFAULT_SUBSCRIPTION_IDENTIFIERS: bool = true;
+
+// ---------------------------------------------------------------------------
+// Hard bounds: values outside these are refused, whatever their source.
+// ---------------------------------------------------------------------------
+
+/// The largest packet MQTT can express: a Remaining Length of 268,435,455
+/// plus one byte of packet type and four of length.
+pub const MQTT_MAX_PACKET_SIZE: u32 = 268_435_455 + 5;
+/// Smaller than this and a CONNECT with a 23-byte client id, credentials and
+/// the usual v5 properties cannot fit: such a value is a typo.
+pub const MIN_PACKET_SIZE: u32 = 128;
+/// A client must be allowed identifiers of 1 to 23 bytes [MQTT-3.1.3-5].
+pub const MIN_CLIENT_ID_LENGTH: u16 = 23;
+/// Longer is no use to any client, and a bound keeps deadline arithmetic far
+/// from overflow.
+pub const MAX_CONNECT_TIMEOUT_SECS: u64 = 60 * 60;
+/// A day between `$SYS` updates is already useless; the bound keeps timer
+/// arithmetic far from overflow.
+pub const MAX_SYS_INTERVAL_SECS: u64 = 24 * 60 * 60;
+/// The highest QoS level MQTT defines.
+pub const MAX_QOS: u8 = 2;
+/// Levels accepted in `log_level`, least to most verbose.
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+// ---------------------------------------------------------------------------
+// Choices
+// ---------------------------------------------------------------------------
+
+/// A value given as a string that must be one of a fixed set.
+pub(crate) trait Choice: Sized + Copy + 'static {
+    /// Every accepted spelling and its value, in documentation order.
+    const CHOICES: &'static [(&'static str, Self)];
+
+    fn name(self) -> &'static str;
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::CHOICES
+            .iter()
+            .find(|(candidate, _)| *candidate == name)
+            .map(|(_, value)| *value)
+    }
+
+    /// `a, b or c`, for error messages.
+    fn expected() -> String {
+        let names: Vec<String> = Self::CHOICES
+            .iter()
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
+        format!("one of {}", names.join(", "))
+    }
+}
+
+/// A string that is not one of the accepted choices; returned by the
+/// `FromStr` impls so the binary's argument parser can show it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not valid: expected {expected}")]
+pub struct ParseChoiceError {
+    /// The string given.
+    pub value: String,
+    /// The accepted spellings.
+    pub expected: String,
+}
+
+macro_rules! choice {
+    ($type:ident { $($name:literal => $variant:ident),+ $(,)? }) => {
+        impl Choice for $type {
+            const CHOICES: &'static [(&'static str, Self)] = &[$(($name, $type::$variant)),+];
+
+            fn name(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name),+
+                }
+            }
+        }
+
+        impl $type {
+            /// The spelling used in the config file.
+            pub fn as_str(self) -> &'static str {
+                Choice::name(self)
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = ParseChoiceError;
+
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                <Self as Choice>::from_name(value).ok_or_else(|| ParseChoiceError {
+                    value: value.to_owned(),
+                    expected: <Self as Choice>::expected(),
+                })
+            }
+        }
+    };
+}
+
+/// The transport a listener speaks. All four are accepted here so that a
+/// config written for a later server still parses; the server refuses, at
+/// start, the kinds it does not implement yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// MQTT over plain TCP.
+    Tcp,
+    /// MQTT over TLS (reserved).
+    Tls,
+    /// MQTT over WebSocket (reserved).
+    Ws,
+    /// MQTT over WebSocket over TLS (reserved).
+    Wss,
+}
+
+choice!(ListenerKind { "tcp" => Tcp, "tls" => Tls, "ws" => Ws, "wss" => Wss });
+
+/// How hard the store works to keep accepted messages across a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Flushed to disk before the acknowledgement is sent: nothing
+    /// acknowledged is lost.
+    Sync,
+    /// Flushed on a timer: a crash loses at most the last interval.
+    Periodic,
+    /// Nothing written to disk: a restart loses all sessions and messages.
+    Memory,
+}
+
+choice!(Durability { "sync" => Sync, "periodic" => Periodic, "memory" => Memory });
+
+// ---------------------------------------------------------------------------
+// Sections
+// ---------------------------------------------------------------------------
+
+/// One `[[listener]]` entry: an address to accept connections on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerConfig {
+    /// Transport; `tcp` when left out.
+    pub kind: ListenerKind,
+    /// An IP address and port (`127.0.0.1:1883`, `[::1]:1883`). Host names are
+    /// not accepted: what a name resolves to can change under a running broker.
+    pub address: SocketAddr,
+    /// A label for logs and metrics; must be unique when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A cap on this listener's connections, within the global
+    /// `limits.max_connections`; `None` means only the global cap applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+impl ListenerConfig {
+    /// A plain TCP listener on `address` with no name and no own cap.
+    pub fn tcp(address: SocketAddr) -> Self {
+        Self {
+            kind: ListenerKind::Tcp,
+            address,
+            name: None,
+            max_connections: None,
+        }
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            kind: DEFAULT_LISTENER_KIND,
+            address: DEFAULT_LISTENER_ADDRESS,
+            name: None,
+            max_connections: None,
+        }
+    }
+}
+
+/// `[limits]`: the bounds that keep one client, or many, from exhausting the
+/// broker. What the server does at each bound is documented in the server
+/// crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitsConfig {
+    /// Connections across all listeners; at least 1.
+    pub max_connections: usize,
+    /// Largest packet accepted, in bytes, fixed header included; advertised
+    /// to v5 clients as Maximum Packet Size. [`MIN_PACKET_SIZE`] ..=
+    /// [`MQTT_MAX_PACKET_SIZE`].
+    pub max_packet_size: u32,
+    /// Seconds a new connection has to send CONNECT before it is closed.
+    /// 1 ..= [`MAX_CONNECT_TIMEOUT_SECS`].
+    pub connect_timeout_secs: u64,
+    /// Unacknowledged QoS 1/2 messages per direction: advertised to v5 clients
+    /// as Receive Maximum, and the cap on the server's own outbound window.
+    /// 1 ..= 65535 (Receive Maximum 0 is a protocol error).
+    pub max_inflight: u16,
+    /// Messages queued per session (offline, or behind the in-flight window).
+    pub max_queued_messages: usize,
+    /// Bytes queued per session; at least `max_packet_size` so that any
+    /// accepted message fits an empty queue.
+    pub max_queued_bytes: usize,
+    /// Longest topic name or filter, in bytes. 1 ..= 65535.
+    pub max_topic_length: u16,
+    /// Most `/`-separated levels in a topic name or filter; at least 1.
+    pub max_topic_levels: usize,
+    /// Subscriptions one client may hold at once; at least 1.
+    pub max_subscriptions_per_client: usize,
+    /// Retained messages held across all topics; at least 1 (turn retained
+    /// messages off with `mqtt.retain_available = false`).
+    pub max_retained_messages: usize,
+    /// Bytes of retained messages held; at least `max_packet_size` so that any
+    /// accepted message fits an empty store.
+    pub max_retained_bytes: usize,
+    /// Longest client identifier, in bytes. [`MIN_CLIENT_ID_LENGTH`] ..= 65535.
+    pub max_client_id_length: u16,
+    /// Retained messages delivered in answer to one SUBSCRIBE; at least 1.
+    pub max_retained_per_subscribe: usize,
+}
+
+impl LimitsConfig {
+    /// `connect_timeout_secs` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_topic_length: DEFAULT_MAX_TOPIC_LENGTH,
+            max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
+            max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
+            max_retained_messages: DEFAULT_MAX_RETAINED_MESSAGES,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
+            max_client_id_length: DEFAULT_MAX_CLIENT_ID_LENGTH,
+            max_retained_per_subscribe: DEFAULT_MAX_RETAINED_PER_SUBSCRIBE,
+        }
+    }
+}
+
+/// `[session]`: what the server grants to clients' session requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionConfig {
+    /// Cap on the session expiry a client asks for, in seconds; a v5 client
+    /// asking more is told the cap in CONNACK. 0 ends every session at
+    /// disconnect.
+    pub max_session_expiry_secs: u32,
+    /// Whether QoS 0 messages are queued for disconnected sessions.
+    pub queue_qos0_offline: bool,
+    /// Cap on the keep alive a client asks for, in seconds; 0 = no cap. A v5
+    /// client asking more (or 0) is told the cap as Server Keep Alive.
+    pub max_keep_alive_secs: u16,
+    /// Topic aliases accepted from each client (v5 Topic Alias Maximum);
+    /// 0 disables them.
+    pub topic_alias_maximum: u16,
+    /// Whether a client may connect with an empty client identifier and be
+    /// assigned one.
+    pub allow_zero_length_client_id: bool,
+}
+
+impl SessionConfig {
+    /// The keep alive cap, `None` when uncapped.
+    pub fn max_keep_alive(&self) -> Option<Duration> {
+        (self.max_keep_alive_secs != 0)
+            .then(|| Duration::from_secs(u64::from(self.max_keep_alive_secs)))
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_session_expiry_secs: DEFAULT_MAX_SESSION_EXPIRY_SECS,
+            queue_qos0_offline: DEFAULT_QUEUE_QOS0_OFFLINE,
+            max_keep_alive_secs: DEFAULT_MAX_KEEP_ALIVE_SECS,
+            topic_alias_maximum: DEFAULT_TOPIC_ALIAS_MAXIMUM,
+            allow_zero_length_client_id: DEFAULT_ALLOW_ZERO_LENGTH_CLIENT_ID,
+        }
+    }
+}
+
+/// `[mqtt]`: optional protocol features, advertised to v5 clients in CONNACK
+/// and enforced for all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MqttConfig {
+    /// Highest QoS granted; 0 ..= 2.
+    pub maximum_qos: u8,
+    /// Whether retained messages are stored.
+    pub retain_available: bool,
+    /// Whether filters may contain `+` and `#`.
+    pub wildcard_subscriptions: bool,
+    /// Whether `$share/` subscriptions are accepted.
+    pub shared_subscriptions: bool,
+    /// Whether v5 Subscription Identifiers are accepted.
+    pub subscription_identifiers: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            maximum_qos: DEFAULT_MAXIMUM_QOS,
+            retain_available: DEFAULT_RETAIN_AVAILABLE,
+            wildcard_subscriptions: DEFAULT_WILDCARD_SUBSCRIPTIONS,
+            shared_subscriptions: DEFAULT_SHARED_SUBSCRIPTIONS,
+            subscription_identifiers: DEFAULT_SUBSCRIPTION_IDENTIFIERS,
+        }
+    }
+}
+
+/// The broker's whole configuration, fully resolved: every layer applied and
+/// every value validated (when it came from [`Config::load`] or
+/// [`Config::from_toml_str`]).
+///
+/// Serializes to the same TOML it is read from, so the binary can print the
+/// effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Where sessions and retained messages are stored.
+    pub data_dir: PathBuf,
+    /// How hard the store works to keep data across a crash.
+    pub durability: Durability,
+    /// Seconds between `$SYS` topic updates; 0 disables them.
+    /// 0 ..= [`MAX_SYS_INTERVAL_SECS`].
+    pub sys_interval_secs: u64,
+    /// A tracing filter: a level (`info`) or comma-separated `target=level`
+    /// directives (`info,switchboard_server=debug`).
+    pub log_level: String,
+    /// The `[[listener]]` entries; never empty after validation.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[session]`.
+    pub session: SessionConfig,
+    /// `[mqtt]`.
+    pub mqtt: MqttConfig,
+}
+
+impl Config {
+    /// `sys_interval_secs` as a duration, `None` when `$SYS` is disabled.
+    pub fn sys_interval(&self) -> Option<Duration> {
+        (self.sys_interval_secs != 0).then(|| Duration::from_secs(self.sys_interval_secs))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            durability: DEFAULT_DURABILITY,
+            sys_interval_secs: DEFAULT_SYS_INTERVAL_SECS,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            listeners: vec![ListenerConfig::default()],
+            limits: LimitsConfig::default(),
+            session: SessionConfig::default(),
+            mqtt: MqttConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_listener_is_tcp_on_loopback_1883() {
+        let config = Config::default();
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.listeners[0].kind, ListenerKind::Tcp);
+        assert_eq!(
+            config.listeners[0].address,
+            "127.0.0.1:1883".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn choices_round_trip_through_strings() {
+        for (name, kind) in ListenerKind::CHOICES {
+            assert_eq!(name.parse::<ListenerKind>().unwrap(), *kind);
+            assert_eq!(kind.to_string(), *name);
+        }
+        for (name, durability) in Durability::CHOICES {
+            assert_eq!(name.parse::<Durability>().unwrap(), *durability);
+            assert_eq!(durability.to_string(), *name);
+        }
+        let error = "fast".parse::<Durability>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "\"fast\" is not valid: expected one of \"sync\", \"periodic\", \"memory\""
+        );
+    }
+
+    #[test]
+    fn duration_helpers() {
+        let mut config = Config::default();
+        assert_eq!(config.limits.connect_timeout(), Duration::from_secs(10));
+        assert_eq!(config.sys_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(config.session.max_keep_alive(), None);
+        config.sys_interval_secs = 0;
+        config.session.max_keep_alive_secs = 60;
+        assert_eq!(config.sys_interval(), None);
+        assert_eq!(
+            config.session.max_keep_alive(),
+            Some(Duration::from_secs(60))
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! What the values mean: ranges, clashes between listeners, and settings that
+//! contradict each other. Runs on the fully layered [`Config`], so a value is
+//! judged the same whether it came from the file, the environment or a flag;
+//! [`Sources`] says where to point for each problem.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+
+use crate::error::{ConfigError, Problem};
+use crate::load::Sources;
+use crate::settings::{
+    Config, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS, MAX_QOS, MAX_SYS_INTERVAL_SECS,
+    MIN_CLIENT_ID_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+};
+
+/// Every problem with `config`, located through `sources`.
+pub(crate) fn validate(config: &Config, sources: &Sources) -> Vec<ConfigError> {
+    let mut checker = Checker {
+        sources,
+        errors: Vec::new(),
+    };
+    checker.listeners(config);
+    checker.top_level(config);
+    checker.limits(config);
+    checker.mqtt(config);
+    checker.errors
+}
+
+struct Checker<'a> {
+    sources: &'a Sources,
+    errors: Vec<ConfigError>,
+}
+
+/// Widens any unsigned field to `u64` for range checks.
+fn wide(value: impl TryInto<u64>) -> u64 {
+    value.try_into().unwrap_or(u64::MAX)
+}
+
+impl Checker<'_> {
+    fn report(&mut self, paths: &[&str], problem: Problem) {
+        let (origin, position) = self.sources.locate(paths);
+        self.errors.push(ConfigError {
+            origin,
+            position,
+            problem,
+        });
+    }
+
+    /// Reports `path` unless `value` lies in `range`; `reason` says why the
+    /// bound exists. Returns whether it does.
+    fn range(&mut self, path: &str, value: u64, range: RangeInclusive<u64>, reason: &str) -> bool {
+        if range.contains(&value) {
+            return true;
+        }
+        if self.sources.failed(path) {
+            return false;
+        }
+        let bounds = if *range.end() == u64::MAX {
+            format!("must be at least {}", range.start())
+        } else {
+            format!("must be from {} to {}", range.start(), range.end())
+        };
+        let allowed = if reason.is_empty() {
+            bounds
+        } else {
+            format!("{bounds} ({reason})")
+        };
+        self.report(
+            &[path],
+            Problem::OutOfRange {
+                key: path.to_owned(),
+                value: value.to_string(),
+                allowed,
+            },
+        );
+        false
+    }
+
+    fn listeners(&mut self, config: &Config) {
+        let labels = &self.sources.listener_labels;
+        if config.listeners.is_empty() {
+            if !self.sources.failed("listener") {
+                self.report(
+                    &["listener"],
+                    Problem::InvalidValue {
+                        key: "listener".to_owned(),
+                        value: "[]".to_owned(),
+                        expected: "at least one listener is needed to accept connections"
+                            .to_owned(),
+                    },
+                );
+            }
+            return;
+        }
+        // Labels are kept in step with the listeners by the loader; a config
+        // built in code gets `listener[i]`.
+        let fallback: Vec<String> = (0..config.listeners.len())
+            .map(|index| format!("listener[{index}]"))
+            .collect();
+        let labels = if labels.len() == config.listeners.len() {
+            labels.clone()
+        } else {
+            fallback
+        };
+        let mut seen: Vec<(&SocketAddr, &str)> = Vec::new();
+        let mut names: Vec<(&str, &str)> = Vec::new();
+        for (listener, label) in config.listeners.iter().zip(&labels) {
+            let address_path = format!("{label}.address");
+            let name_path = format!("{label}.name");
+            if let Some(count) = listener.max_connections {
+                self.range(
+                    &format!("{label}.max_connections"),
+                    wide(count),
+                    1..=u64::MAX,
+                    "leave it out for no per-listener cap",
+                );
+            }
+            if let Some(name) = &listener.name {
+                if name.trim().is_empty() {
+                    self.report(
+                        &[&name_path],
+                        Problem::InvalidValue {
+                            key: name_path.clone(),
+                            value: format!("{name:?}"),
+                            expected: "a name must not be blank; leave it out instead".to_owned(),
+                        },
+                    );
+                } else if let Some((_, other)) = names.iter().find(|(seen, _)| *seen == name) {
+                    let message = format!(
+                        "`{name_path}` = {name:?} is already the name of `{other}`: \
+                         listener names label logs and metrics, so they must be unique"
+                    );
+                    self.report(&[&name_path], Problem::Conflict { message });
+                } else {
+                    names.push((name, label));
+                }
+            }
+            if let Some((other_address, other)) = seen
+                .iter()
+                .find(|(other_address, _)| addresses_clash(other_address, &listener.address))
+            {
+                let message = format!(
+                    "`{address_path}` = \"{}\" clashes with `{other}.address` = \"{other_address}\": \
+                     both cannot be bound at once",
+                    listener.address
+                );
+                self.report(&[&address_path], Problem::Conflict { message });
+            } else {
+                seen.push((&listener.address, label));
+            }
+        }
+    }
+
+    fn top_level(&mut self, config: &Config) {
+        if config.data_dir.as_os_str().is_empty() && !self.sources.failed("data_dir") {
+            self.report(
+                &["data_dir"],
+                Problem::InvalidValue {
+                    key: "data_dir".to_owned(),
+                    value: "\"\"".to_owned(),
+                    expected: "expected a directory path (\".\" for the working directory)"
+                        .to_owned(),
+                },
+            );
+        }
+        if !self.sources.failed("log_level") {
+            if let Err(reason) = check_log_filter(&config.log_level) {
+                self.report(
+                    &["log_level"],
+                    Problem::InvalidValue {
+                        key: "log_level".to_owned(),
+                        value: format!("{:?}", config.log_level),
+                        expected: reason,
+                    },
+                );
+            }
+        }
+        self.range(
+            "sys_interval_secs",
+            config.sys_interval_secs,
+            0..=MAX_SYS_INTERVAL_SECS,
+            "0 disables $SYS; longer than a day is of no use",
+        );
+    }
+
+    fn limits(&mut self, config: &Config) {
+        let limits = &config.limits;
+        self.range(
+            "limits.max_connections",
+            wide(limits.max_connections),
+            1..=u64::MAX,
+            "",
+        );
+        let packet_size_valid = self.range(
+            "limits.max_packet_size",
+            wide(limits.max_packet_size),
+            wide(MIN_PACKET_SIZE)..=wide(MQTT_MAX_PACKET_SIZE),
+            "the protocol's largest packet is 268435455 bytes plus a 5-byte header; \
+             less than 128 cannot hold an ordinary CONNECT",
+        );
+        self.range(
+            "limits.connect_timeout_secs",
+            limits.connect_timeout_secs,
+            1..=MAX_CONNECT_TIMEOUT_SECS,
+            "",
+        );
+        self.range(
+            "limits.max_inflight",
+            wide(limits.max_inflight),
+            1..=wide(u16::MAX),
+            "advertised as Receive Maximum, which may not be 0",
+        );
+        self.range(
+            "limits.max_queued_messages",
+            wide(limits.max_queued_messages),
+            1..=u64::MAX,
+            "",
+        );
+        self.range(
+            "limits.max_topic_length",
+            wide(limits.max_topic_length),
+            1..=wide(u16::MAX),
+            "",
+        );
+        self.range(
+            "limits.max_topic_levels",
+            wide(limits.max_topic_levels),
+            1..=u64::MAX,
+            "",
+        );
+        self.range(
+            "limits.max_subscriptions_per_client",
+            wide(limits.max_subscriptions_per_client),
+            1..=u64::MAX,
+            "",
+        );
+        self.range(
+            "limits.max_retained_messages",
+            wide(limits.max_retained_messages),
+            1..=u64::MAX,
+            "to store none, set mqtt.retain_available = false",
+        );
+        self.range(
+            "limits.max_client_id_length",
+            wide(limits.max_client_id_length),
+            wide(MIN_CLIENT_ID_LENGTH)..=wide(u16::MAX),
+            "servers must accept identifiers of up to 23 bytes [MQTT-3.1.3-5]",
+        );
+        self.range(
+            "limits.max_retained_per_subscribe",
+            wide(limits.max_retained_per_subscribe),
+            1..=u64::MAX,
+            "",
+        );
+        if self.sources.file_unusable
+            || !packet_size_valid
+            || self.sources.failed("limits.max_packet_size")
+        {
+            // The file may well have set the other side of these, or the
+            // packet size is already reported.
+            return;
+        }
+        let packet_size = wide(limits.max_packet_size);
+        for (path, what, value) in [
+            (
+                "limits.max_queued_bytes",
+                "an empty session queue",
+                limits.max_queued_bytes,
+            ),
+            (
+                "limits.max_retained_bytes",
+                "an empty retained store",
+                limits.max_retained_bytes,
+            ),
+        ] {
+            if wide(value) >= packet_size || self.sources.failed(path) {
+                continue;
+            }
+            let message = format!(
+                "`{path}` = {value} is smaller than `limits.max_packet_size` = {packet_size}: \
+                 a message the broker accepts must fit {what}; raise `{path}` or lower \
+                 `limits.max_packet_size`"
+            );
+            self.report(
+                &[path, "limits.max_packet_size"],
+                Problem::Conflict { message },
+            );
+        }
+    }
+
+    fn mqtt(&mut self, config: &Config) {
+        self.range(
+            "mqtt.maximum_qos",
+            wide(config.mqtt.maximum_qos),
+            0..=wide(MAX_QOS),
+            "QoS levels are 0, 1 and 2",
+        );
+    }
+}
+
+/// Whether two listeners cannot both be bound: the same port (port 0 asks
+/// the system for a fresh one, so it never clashes) and the same address, or
+/// one of them the wildcard address of the same family.
+fn addresses_clash(first: &SocketAddr, second: &SocketAddr) -> bool {
+    if first.port() != second.port() || first.port() == 0 {
+        return false;
+    }
+    first.ip() == second.ip()
+        || (first.is_ipv4() == second.is_ipv4()
+            && (first.ip().is_unspecified() || second.ip().is_unspecified()))
+}
+
+/// Checks a `log_level` filter: comma-separated directives, each a level or
+/// `target=level`. This is the part of the tracing filter syntax that the
+/// binary documents; anything else is most likely a typo.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    let levels = LOG_LEVELS.join(", ");
+    if filter.trim().is_empty() {
+        return Err(format!("expected a level ({levels})"));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if let Some(target) = target {
+            let valid_target = !target.is_empty()
+                && target.chars().all(|character| {
+                    character.is_ascii_alphanumeric() || "_:-.".contains(character)
+                });
+            if !valid_target {
+                return Err(format!(
+                    "`{directive}` has no valid target before `=` (a module path such as switchboard_server)"
+                ));
+            }
+        }
+        if !LOG_LEVELS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(level))
+        {
+            return Err(format!(
+                "`{level}` is not a level; expected one of {levels}, or target=level"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn clashing_addresses() {
+        assert!(addresses_clash(
+            &address("127.0.0.1:1883"),
+            &address("127.0.0.1:1883")
+        ));
+        assert!(addresses_clash(
+            &address("0.0.0.0:1883"),
+            &address("127.0.0.1:1883")
+        ));
+        assert!(addresses_clash(
+            &address("[::]:1883"),
+            &address("[::1]:1883")
+        ));
+        assert!(!addresses_clash(
+            &address("127.0.0.1:1883"),
+            &address("127.0.0.2:1883")
+        ));
+        assert!(!addresses_clash(
+            &address("127.0.0.1:1883"),
+            &address("127.0.0.1:8883")
+        ));
+        // Dual-stack binding depends on the system; not ours to judge.
+        assert!(!addresses_clash(
+            &address("0.0.0.0:1883"),
+            &address("[::]:1883")
+        ));
+        assert!(!addresses_clash(
+            &address("127.0.0.1:0"),
+            &address("127.0.0.1:0")
+        ));
+    }
+
+    #[test]
+    fn log_filters() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,switchboard_server=debug",
+            "warn, switchboard::session=trace",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["", "verbose", "info,", "=debug", "server=loud", "a b=info"] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
+}

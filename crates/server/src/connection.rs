@@ -1,0 +1,576 @@
+//! One task per connection: reads and decodes packets, drives the session, and
+//! writes what the session and the broker produce.
+//!
+//! The task never blocks on one direction: reads, writes, the session's wake-ups,
+//! the control channel (takeover, kick), shutdown and the keep-alive deadline are
+//! all branches of one `select!`. Backpressure: when more than
+//! [`WRITE_HIGH_WATER`] bytes wait to be written, the task stops reading the
+//! socket and stops pulling from the session queue, so a client that does not
+//! read slows down only itself; messages for it then wait in its bounded queue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use switchboard_broker::{
+    message_from_publish, CloseReason, ConnectRequest, Connected, Control, Metrics, SessionEntry,
+    CONTROL_CHANNEL_CAPACITY,
+};
+use switchboard_codec::{
+    encode, Ack, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
+    ProtocolVersion, Publish, QoS, ReasonCode,
+};
+use switchboard_session::{InboundAliases, IncomingQos2, KeepAlive};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Above this many unwritten bytes the task stops reading and stops pulling
+/// messages from the session queue until the socket drains.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Messages pulled from the session queue per wake-up, so one busy subscriber
+/// cannot starve its own reads.
+const POLL_BATCH: usize = 64;
+/// Initial read buffer; grows with the largest packet seen, up to the packet limit.
+const READ_BUFFER: usize = 4 * 1024;
+/// How long a closing connection may take to flush its last packets.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Why the main loop ended: what to tell the client and the broker.
+struct Close {
+    /// DISCONNECT reason for v5 clients; `None` = close without a DISCONNECT.
+    send: Option<ReasonCode>,
+    reason: CloseReason,
+}
+
+impl Close {
+    fn protocol(code: ReasonCode) -> Close {
+        Close {
+            send: Some(code),
+            reason: CloseReason::Abnormal,
+        }
+    }
+}
+
+pub(crate) async fn run<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, cancel: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut read_buffer = BytesMut::with_capacity(READ_BUFFER);
+    let mut decoder = Decoder::server(shared.options.broker.max_packet_size);
+    let metrics = shared.broker.metrics();
+
+    // Phase 1: a CONNECT within the connect timeout, or the socket is closed.
+    let connect = tokio::select! {
+        _ = cancel.cancelled() => return,
+        first = tokio::time::timeout(
+            shared.options.connect_timeout,
+            read_first_packet(&mut reader, &mut read_buffer, &mut decoder),
+        ) => first,
+    };
+    let connect = match connect {
+        Err(_) => {
+            Metrics::incr(&metrics.connect_timeouts);
+            tracing::debug!(%peer, "no CONNECT within the connect timeout; closing");
+            return;
+        }
+        Ok(Err(FirstPacketError::Io)) => return,
+        Ok(Err(FirstPacketError::Decode(error))) => {
+            Metrics::incr(&metrics.protocol_errors);
+            tracing::debug!(%peer, %error, "bad CONNECT");
+            // [MQTT-3.1.4-1]/[MQTT-3.1.2-2]: answer in a form the client can read, then close.
+            let version = error.connack_version().or(decoder.version());
+            if let Some(version) = version {
+                let connack = ConnAck {
+                    session_present: false,
+                    reason_code: error.reason_code(),
+                    properties: ConnAckProperties::default(),
+                };
+                let mut out = BytesMut::new();
+                if encode(&Packet::ConnAck(connack), version, &mut out).is_ok() {
+                    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&out)).await;
+                }
+            }
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Ok(Ok(connect)) => connect,
+    };
+    let version = connect.protocol;
+
+    let (control_sender, control) = mpsc::channel(CONTROL_CHANNEL_CAPACITY);
+    let mut write_buffer = BytesMut::new();
+
+    // [MQTT-4.12.0-1]: enhanced authentication is not supported.
+    if connect.properties.authentication_method.is_some() {
+        refuse(&mut writer, version, ReasonCode::BAD_AUTHENTICATION_METHOD).await;
+        return;
+    }
+    let request = ConnectRequest {
+        connect: &connect,
+        peer: peer.to_string(),
+        control: control_sender,
+    };
+    let connected = match shared.broker.connect(request, now()) {
+        Ok(connected) => connected,
+        Err(code) => {
+            tracing::debug!(%peer, client_id = %connect.client_id, %code, "CONNECT refused");
+            refuse(&mut writer, version, code).await;
+            return;
+        }
+    };
+    tracing::debug!(%peer, client_id = %connected.entry.client_id(), ?version, session_present = connected.session_present, "connected");
+    let connack = connack_for(&shared, &connect, &connected);
+    push(&mut write_buffer, &Packet::ConnAck(connack), version, metrics);
+    for packet in &connected.resend {
+        push(&mut write_buffer, packet, version, metrics);
+    }
+
+    let mut connection = Connection {
+        shared: shared.clone(),
+        entry: connected.entry.clone(),
+        generation: connected.generation,
+        version,
+        keep_alive: KeepAlive::new(connected.keep_alive, now()),
+        aliases: InboundAliases::new(shared.options.broker.topic_alias_maximum),
+        session_expiry_was_zero: connected.session_expiry == 0,
+        request_problem_information: connect.properties.request_problem_information.unwrap_or(true),
+        outgoing: Vec::with_capacity(POLL_BATCH),
+    };
+    drop(connect);
+
+    let close = connection
+        .serve(&mut reader, &mut writer, &mut read_buffer, &mut write_buffer, &mut decoder, control, &cancel)
+        .await;
+
+    if let (Some(code), true) = (close.send, version.is_v5()) {
+        let mut disconnect = Disconnect::with_reason(code);
+        if !connection.request_problem_information {
+            disconnect.reason_string = None;
+        }
+        push(&mut write_buffer, &Packet::Disconnect(disconnect), version, metrics);
+    }
+    if !write_buffer.is_empty() {
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&write_buffer)).await;
+    }
+    let _ = writer.shutdown().await;
+    shared
+        .broker
+        .disconnected(&connected.entry, connected.generation, close.reason, now());
+    tracing::debug!(%peer, client_id = %connected.entry.client_id(), "connection closed");
+}
+
+enum FirstPacketError {
+    Io,
+    Decode(DecodeError),
+}
+
+async fn read_first_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut BytesMut,
+    decoder: &mut Decoder,
+) -> Result<Box<Connect>, FirstPacketError> {
+    loop {
+        match decoder.decode(buffer) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(connect),
+            Ok(Some(_)) => {
+                // The decoder already rejects this ([MQTT-3.1.0-1]); be defensive.
+                return Err(FirstPacketError::Io);
+            }
+            Ok(None) => {}
+            Err(error) => return Err(FirstPacketError::Decode(error)),
+        }
+        match reader.read_buf(buffer).await {
+            Ok(0) | Err(_) => return Err(FirstPacketError::Io),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// CONNACK with a failure code, then close ([MQTT-3.2.2-7] v5 / [MQTT-3.2.2-5] 3.1.1).
+async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
+    let connack = ConnAck {
+        session_present: false,
+        reason_code: code,
+        properties: ConnAckProperties::default(),
+    };
+    let mut out = BytesMut::new();
+    if encode(&Packet::ConnAck(connack), version, &mut out).is_ok() {
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&out)).await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// The CONNACK that tells a v5 client the server's real limits (3.2.2.3).
+fn connack_for(shared: &Shared, connect: &Connect, connected: &Connected) -> ConnAck {
+    let settings = &shared.options.broker;
+    let mut properties = ConnAckProperties::default();
+    if connect.protocol.is_v5() {
+        let requested_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+        if connected.session_expiry != requested_expiry {
+            properties.session_expiry_interval = Some(connected.session_expiry);
+        }
+        if settings.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(settings.receive_maximum);
+        }
+        if settings.maximum_qos != QoS::ExactlyOnce {
+            properties.maximum_qos = Some(settings.maximum_qos);
+        }
+        if !settings.retain_available {
+            properties.retain_available = Some(false);
+        }
+        properties.maximum_packet_size = Some(settings.max_packet_size);
+        properties.assigned_client_identifier = connected.assigned_client_id.clone();
+        if settings.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
+        }
+        if !settings.wildcard_subscriptions {
+            properties.wildcard_subscription_available = Some(false);
+        }
+        if !settings.subscription_identifiers {
+            properties.subscription_identifiers_available = Some(false);
+        }
+        if !settings.shared_subscriptions {
+            properties.shared_subscription_available = Some(false);
+        }
+        if connected.keep_alive != connect.keep_alive {
+            properties.server_keep_alive = Some(connected.keep_alive);
+        }
+        if connect.properties.request_response_information == Some(true) {
+            // A per-client prefix under which the client may put its response topics.
+            properties.response_information =
+                Some(format!("switchboard/response/{}", connected.entry.client_id()));
+        }
+    }
+    ConnAck {
+        // [MQTT-3.2.2-2]/[MQTT-3.2.2-3]: session present only when a session was resumed.
+        session_present: connected.session_present,
+        reason_code: ReasonCode::SUCCESS,
+        properties,
+    }
+}
+
+/// Encodes a packet into the write buffer, counting it.
+fn push(out: &mut BytesMut, packet: &Packet, version: ProtocolVersion, metrics: &Metrics) {
+    let before = out.len();
+    match encode(packet, version, out) {
+        Ok(()) => {
+            Metrics::add(&metrics.bytes_sent, (out.len() - before) as u64);
+            if let Packet::Publish(publish) = packet {
+                Metrics::incr(&metrics.messages_sent);
+                if let Some(counter) = metrics.publish_sent_by_qos.get(usize::from(publish.qos.as_u8())) {
+                    Metrics::incr(counter);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, packet = packet.name(), "cannot encode packet; not sent");
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    entry: Arc<SessionEntry>,
+    generation: u64,
+    version: ProtocolVersion,
+    keep_alive: KeepAlive,
+    aliases: InboundAliases,
+    /// [MQTT-3.14.2-2]: a DISCONNECT may not set a non-zero expiry if CONNECT had 0.
+    session_expiry_was_zero: bool,
+    request_problem_information: bool,
+    /// Reused buffer for PUBLISH packets polled from the session.
+    outgoing: Vec<Publish>,
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    async fn serve<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        read_buffer: &mut BytesMut,
+        write_buffer: &mut BytesMut,
+        decoder: &mut Decoder,
+        mut control: mpsc::Receiver<Control>,
+        cancel: &CancellationToken,
+    ) -> Close
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let entry = self.entry.clone();
+        let metrics = shared.broker.metrics();
+        // Packets that arrived together with CONNECT.
+        if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
+            return close;
+        }
+        loop {
+            if write_buffer.len() < WRITE_HIGH_WATER {
+                if let Err(close) = self.pull_messages(write_buffer) {
+                    return close;
+                }
+            }
+            let deadline = self.keep_alive.deadline().map(tokio::time::Instant::from_std);
+            let reading = write_buffer.len() < WRITE_HIGH_WATER;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    return Close { send: Some(ReasonCode::SERVER_SHUTTING_DOWN), reason: CloseReason::Shutdown };
+                }
+                order = control.recv() => {
+                    return match order {
+                        Some(Control::Disconnect(code)) if code == ReasonCode::SESSION_TAKEN_OVER => {
+                            // The takeover already handled will and session.
+                            Close { send: Some(code), reason: CloseReason::Abnormal }
+                        }
+                        Some(Control::Disconnect(code)) => Close { send: Some(code), reason: CloseReason::Abnormal },
+                        None => Close { send: None, reason: CloseReason::Abnormal },
+                    };
+                }
+                written = writer.write_buf(write_buffer), if !write_buffer.is_empty() => {
+                    if written.is_err() || written.ok() == Some(0) {
+                        return Close { send: None, reason: CloseReason::Abnormal };
+                    }
+                }
+                read = reader.read_buf(read_buffer), if reading => {
+                    match read {
+                        Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
+                        Ok(n) => {
+                            Metrics::add(&metrics.bytes_received, n as u64);
+                            self.keep_alive.on_activity(now());
+                            if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
+                                return close;
+                            }
+                        }
+                    }
+                }
+                _ = entry.notified() => {}
+                _ = sleep_until(deadline) => {
+                    // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): 1.5 x keep alive without a packet.
+                    Metrics::incr(&metrics.keep_alive_timeouts);
+                    return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                }
+            }
+        }
+    }
+
+    /// Moves queued messages into the write buffer, up to a batch.
+    fn pull_messages(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
+        let metrics = self.shared.broker.metrics();
+        self.outgoing.clear();
+        let drops = self
+            .entry
+            .poll_publishes(self.generation, now(), POLL_BATCH, &mut self.outgoing);
+        match drops {
+            None => {
+                return Err(Close {
+                    send: None,
+                    reason: CloseReason::Abnormal,
+                })
+            }
+            Some(drops) => metrics.record_drops(&drops),
+        }
+        for publish in self.outgoing.drain(..) {
+            push(write_buffer, &Packet::Publish(publish), self.version, metrics);
+        }
+        Ok(())
+    }
+
+    fn drain_packets(
+        &mut self,
+        read_buffer: &mut BytesMut,
+        write_buffer: &mut BytesMut,
+        decoder: &mut Decoder,
+    ) -> Result<(), Close> {
+        loop {
+            match decoder.decode(read_buffer) {
+                Ok(Some(packet)) => self.handle_packet(packet, write_buffer)?,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    Metrics::incr(&self.shared.broker.metrics().protocol_errors);
+                    tracing::debug!(client_id = %self.entry.client_id(), %error, "malformed packet; closing");
+                    return Err(Close::protocol(error.reason_code()));
+                }
+            }
+        }
+    }
+
+    fn reply(&self, write_buffer: &mut BytesMut, packet: Packet) {
+        push(write_buffer, &packet, self.version, self.shared.broker.metrics());
+    }
+
+    /// The session lock for this connection, or a close if the session was taken over.
+    fn session<R>(&self, f: impl FnOnce(&mut switchboard_session::Session) -> R) -> Result<R, Close> {
+        self.entry.with_session(self.generation, f).ok_or(Close {
+            send: None,
+            reason: CloseReason::Abnormal,
+        })
+    }
+
+    fn handle_packet(&mut self, packet: Packet, write_buffer: &mut BytesMut) -> Result<(), Close> {
+        let broker = &self.shared.broker;
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish, write_buffer),
+            Packet::PubAck(ack) => {
+                // An acknowledgement for an unknown id (e.g. after a resend) is ignored.
+                let _ = self.session(|s| s.handle_puback(ack.packet_id))?;
+                Ok(())
+            }
+            Packet::PubRec(ack) => {
+                let release = self.session(|s| s.handle_pubrec(&ack))?;
+                let release = match release {
+                    Ok(release) => release,
+                    // PUBREC for an id we don't know: answer PUBREL 0x92 so the client's flow ends.
+                    Err(_) if self.version.is_v5() => Some(Ack::with_reason(
+                        ack.packet_id,
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                    )),
+                    Err(_) => Some(Ack::new(ack.packet_id)),
+                };
+                if let Some(release) = release {
+                    self.reply(write_buffer, Packet::PubRel(release));
+                }
+                Ok(())
+            }
+            Packet::PubRel(ack) => {
+                let code = self.session(|s| s.handle_pubrel(ack.packet_id))?;
+                let code = if self.version.is_v5() { code } else { ReasonCode::SUCCESS };
+                self.reply(write_buffer, Packet::PubComp(Ack::with_reason(ack.packet_id, code)));
+                Ok(())
+            }
+            Packet::PubComp(ack) => {
+                let _ = self.session(|s| s.handle_pubcomp(ack.packet_id))?;
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                let suback = broker
+                    .subscribe(&self.entry, self.generation, &subscribe, now())
+                    .map_err(Close::protocol)?;
+                self.reply(write_buffer, Packet::SubAck(suback));
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let unsuback = broker.unsubscribe(&self.entry, &unsubscribe);
+                self.reply(write_buffer, Packet::UnsubAck(unsuback));
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.reply(write_buffer, Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                if self.session_expiry_was_zero && disconnect.session_expiry_interval.is_some_and(|e| e > 0) {
+                    // [MQTT-3.14.2-2]
+                    return Err(Close::protocol(ReasonCode::PROTOCOL_ERROR));
+                }
+                let session_expiry = disconnect.session_expiry_interval;
+                let reason = if disconnect.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+                    CloseReason::WithWill { session_expiry }
+                } else {
+                    CloseReason::Normal { session_expiry }
+                };
+                Err(Close { send: None, reason })
+            }
+            Packet::Connect(_) => {
+                // [MQTT-3.1.0-2]: a second CONNECT is a protocol error.
+                Err(Close::protocol(ReasonCode::PROTOCOL_ERROR))
+            }
+            // AUTH without an authentication method in CONNECT, or packets only a
+            // server sends: protocol errors ([MQTT-4.12.0-?], 4.13).
+            Packet::Auth(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => Err(Close::protocol(ReasonCode::PROTOCOL_ERROR)),
+        }
+    }
+
+    fn handle_publish(&mut self, mut publish: Publish, write_buffer: &mut BytesMut) -> Result<(), Close> {
+        let broker = self.shared.broker.clone();
+        let settings = &self.shared.options.broker;
+        let metrics = broker.metrics();
+        Metrics::incr(&metrics.messages_received);
+        if let Some(counter) = metrics.publish_received_by_qos.get(usize::from(publish.qos.as_u8())) {
+            Metrics::incr(counter);
+        }
+        if self.version.is_v5() {
+            self.aliases.resolve(&mut publish).map_err(Close::protocol)?;
+        }
+        if switchboard_topic::validate_topic_name(&publish.topic, &settings.topic_limits).is_err() {
+            return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID));
+        }
+        if publish.qos > settings.maximum_qos {
+            // [MQTT-3.2.2-11]: QoS above Maximum QoS is answered with DISCONNECT 0x9B.
+            return Err(Close::protocol(ReasonCode::QOS_NOT_SUPPORTED));
+        }
+        if publish.retain && !settings.retain_available {
+            // [MQTT-3.2.2-14]
+            return Err(Close::protocol(ReasonCode::RETAIN_NOT_SUPPORTED));
+        }
+        let packet_id = publish.packet_id.unwrap_or(0);
+        // [MQTT-3.3.2-4]: a payload declared UTF-8 that is not.
+        if publish.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&publish.payload).is_err() {
+            return match publish.qos {
+                QoS::AtMostOnce => Err(Close::protocol(ReasonCode::PAYLOAD_FORMAT_INVALID)),
+                QoS::AtLeastOnce => {
+                    self.reply(write_buffer, Packet::PubAck(Ack::with_reason(packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID)));
+                    Ok(())
+                }
+                QoS::ExactlyOnce => {
+                    self.reply(write_buffer, Packet::PubRec(Ack::with_reason(packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID)));
+                    Ok(())
+                }
+            };
+        }
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let receive_maximum = usize::from(settings.receive_maximum);
+            let (status, pending) = self.session(|s| {
+                let status = s.incoming_qos2(packet_id);
+                (status, s.incoming_qos2_len())
+            })?;
+            match status {
+                IncomingQos2::Duplicate => {
+                    // Exactly once: already routed; acknowledge again ([MQTT-4.3.3-?]).
+                    self.reply(write_buffer, Packet::PubRec(Ack::new(packet_id)));
+                    return Ok(());
+                }
+                IncomingQos2::New if pending > receive_maximum => {
+                    // [MQTT-3.3.4-7]: more unacknowledged QoS 2 than our Receive Maximum.
+                    return Err(Close::protocol(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+                }
+                IncomingQos2::New => {}
+            }
+        }
+        let message = message_from_publish(publish, now());
+        let matched = broker.publish(Some(self.entry.key()), message, now());
+        let code = if matched == 0 && self.version.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.reply(write_buffer, Packet::PubAck(Ack::with_reason(packet_id, code))),
+            QoS::ExactlyOnce => self.reply(write_buffer, Packet::PubRec(Ack::with_reason(packet_id, code))),
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

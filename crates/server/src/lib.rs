@@ -1,0 +1,302 @@
+//! The network side of Switchboard: listeners, one task per connection, the
+//! timer task, and graceful shutdown.
+//!
+//! Shutdown order: stop accepting, tell each connection through its own
+//! cancellation token (v5 clients get DISCONNECT 0x8B), wait for the
+//! connection tasks to finish (bounded), then return.
+
+mod connection;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_broker::{Broker, Settings};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Backoff after a failed `accept` (e.g. EMFILE): start here, double up to the cap,
+/// so that running out of file descriptors does not spin a core.
+const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long shutdown waits for connections to say goodbye before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often broker timers (will delay, session expiry) are checked.
+const TICK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The transport a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Tcp,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    pub name: String,
+    pub kind: ListenerKind,
+    pub address: SocketAddr,
+    /// 0 = only the global limit applies.
+    pub max_connections: usize,
+}
+
+/// Everything the server needs; the binary builds it from the config file and flags.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listeners: Vec<ListenerOptions>,
+    /// Global connection limit (0 = unlimited).
+    pub max_connections: usize,
+    /// A socket that has not sent a complete CONNECT by then is closed.
+    pub connect_timeout: Duration,
+    pub broker: Settings,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listeners: vec![ListenerOptions {
+                name: "default".to_string(),
+                kind: ListenerKind::Tcp,
+                address: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                max_connections: 0,
+            }],
+            max_connections: 0,
+            connect_timeout: Duration::from_secs(10),
+            broker: Settings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {address} (listener {name}): {source}")]
+    Bind {
+        name: String,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no listener configured")]
+    NoListener,
+}
+
+/// State shared by every connection task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) options: ServerOptions,
+}
+
+struct BoundListener {
+    options: ListenerOptions,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<BoundListener>,
+}
+
+impl Server {
+    /// Binds every listener (port 0 picks a free port; see [`Server::local_addrs`]).
+    pub async fn bind(options: ServerOptions) -> Result<Server, ServerError> {
+        if options.listeners.is_empty() {
+            return Err(ServerError::NoListener);
+        }
+        let mut listeners = Vec::with_capacity(options.listeners.len());
+        for listener_options in &options.listeners {
+            let bind_error = |source| ServerError::Bind {
+                name: listener_options.name.clone(),
+                address: listener_options.address,
+                source,
+            };
+            let listener = TcpListener::bind(listener_options.address).await.map_err(bind_error)?;
+            let local_addr = listener.local_addr().map_err(bind_error)?;
+            listeners.push(BoundListener {
+                options: listener_options.clone(),
+                listener,
+                local_addr,
+            });
+        }
+        let broker = Arc::new(Broker::new(options.broker.clone(), tokio::time::Instant::now().into_std()));
+        Ok(Server {
+            shared: Arc::new(Shared { broker, options }),
+            listeners,
+        })
+    }
+
+    /// The addresses actually bound, in listener order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local_addr).collect()
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        self.shared.broker.clone()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let running = self.start();
+        shutdown.await;
+        running.shutdown().await;
+    }
+
+    /// Starts the accept loops and the timer task in the background.
+    pub fn start(self) -> RunningServer {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let global_limit = match self.shared.options.max_connections {
+            0 => None,
+            n => Some(Arc::new(Semaphore::new(n))),
+        };
+        let addrs = self.local_addrs();
+        for bound in self.listeners {
+            tracing::info!(listener = %bound.options.name, address = %bound.local_addr, "listening");
+            tracker.spawn(accept_loop(
+                bound,
+                self.shared.clone(),
+                global_limit.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            ));
+        }
+        tracker.spawn(tick_loop(self.shared.clone(), cancel.clone()));
+        RunningServer {
+            shared: self.shared,
+            addrs,
+            cancel,
+            tracker,
+        }
+    }
+}
+
+/// A started server: its addresses, its broker, in-memory connections for tests
+/// and embedding, and graceful shutdown.
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl RunningServer {
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        self.shared.broker.clone()
+    }
+
+    /// Opens a connection that does not go through a socket: the server serves
+    /// one end of an in-memory pipe and the caller gets the other. Behaves like a
+    /// TCP connection from `peer`; used by tests that run on paused time.
+    pub fn connect_in_memory(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
+        let shared = self.shared.clone();
+        let cancel = self.cancel.child_token();
+        self.tracker.spawn(connection::run(server, peer, shared, cancel));
+        client
+    }
+
+    /// Stops accepting, closes every connection (v5: DISCONNECT 0x8B) and waits,
+    /// at most [`SHUTDOWN_GRACE`], for the connection tasks to finish.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: closing listeners and connections");
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+    }
+}
+
+/// Buffer of each direction of an in-memory connection.
+const IN_MEMORY_PIPE_BYTES: usize = 64 * 1024;
+
+async fn accept_loop(
+    bound: BoundListener,
+    shared: Arc<Shared>,
+    global_limit: Option<Arc<Semaphore>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let listener_limit = match bound.options.max_connections {
+        0 => None,
+        n => Some(Arc::new(Semaphore::new(n))),
+    };
+    let mut backoff = ACCEPT_BACKOFF_START;
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = bound.listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = ACCEPT_BACKOFF_START;
+                pair
+            }
+            Err(error) => {
+                tracing::warn!(%error, listener = %bound.options.name, "accept failed; backing off {backoff:?}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let permits = (
+            acquire(&global_limit),
+            acquire(&listener_limit),
+        );
+        let permits = match permits {
+            (Ok(global), Ok(local)) => (global, local),
+            _ => {
+                tracing::debug!(%peer, "connection limit reached; closing");
+                switchboard_broker::Metrics::incr(&shared.broker.metrics().connections_refused);
+                drop(stream);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.child_token();
+        tracker.spawn(async move {
+            connection::run(stream, peer, shared, cancel).await;
+            drop(permits);
+        });
+    }
+}
+
+fn acquire(limit: &Option<Arc<Semaphore>>) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    match limit {
+        None => Ok(None),
+        Some(semaphore) => semaphore.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+    }
+}
+
+async fn tick_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sys_interval = shared.options.broker.sys_interval;
+    let mut last_sys: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = tokio::time::Instant::now().into_std();
+        shared.broker.tick(now);
+        if let Some(interval) = sys_interval {
+            if last_sys.is_none_or(|last| now.saturating_duration_since(last) >= interval) {
+                shared.broker.publish_sys(now);
+                last_sys = Some(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Storage interface (being written).

@@ -1,0 +1,201 @@
+//! `switchboard`: the broker (`serve`, the default) and the command-line clients
+//! (`pub`, `sub`, `req`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use switchboard_config::{Config, Overrides};
+use switchboard_server::{ListenerKind, ListenerOptions, Server, ServerOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: an MQTT 3.1.1 and 5.0 broker, and clients to talk to it",
+    long_about = "Switchboard: an MQTT 3.1.1 and 5.0 broker, and clients to talk to it.\n\n\
+                  With no command, `switchboard` runs `switchboard serve`: a broker on 127.0.0.1:1883 \
+                  with no configuration needed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Publish messages (like mosquitto_pub).
+    Pub(switchboard_client::cli::PubArgs),
+    /// Subscribe and print messages (like mosquitto_sub).
+    Sub(switchboard_client::cli::SubArgs),
+    /// Send a request and wait for its response (MQTT 5 request-response, like mosquitto_rr).
+    Req(switchboard_client::cli::ReqArgs),
+}
+
+/// Settings come from, lowest to highest precedence: built-in defaults, the config
+/// file, environment variables, command-line flags.
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// TOML config file (see switchboard.example.toml).
+    #[arg(short = 'c', long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Plain TCP listener address; repeatable. Replaces the config file's tcp listeners.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR:PORT", value_delimiter = ',')]
+    listen: Vec<std::net::SocketAddr>,
+    /// Where durable state is kept (used by durability modes that write to disk).
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log level or tracing filter (error, warn, info, debug, trace). RUST_LOG wins if set.
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Maximum simultaneous connections (0 = unlimited).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Maximum packet size in bytes, both directions.
+    #[arg(long, env = "SWITCHBOARD_MAX_PACKET_SIZE", value_name = "BYTES")]
+    max_packet_size: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+            Command::Serve(args) => serve(args).await,
+            Command::Pub(args) => switchboard_client::cli::run_pub(args).await,
+            Command::Sub(args) => switchboard_client::cli::run_sub(args).await,
+            Command::Req(args) => switchboard_client::cli::run_req(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        log_level: args.log_level,
+        max_connections: args.max_connections,
+        max_packet_size: args.max_packet_size,
+        ..Overrides::default()
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => anyhow::bail!("invalid configuration:\n{errors}"),
+    };
+    init_logging(&config.log_level);
+    let options = server_options(&config)?;
+    let server = Server::bind(options).await.context("cannot start the broker")?;
+    for address in server.local_addrs() {
+        tracing::info!("switchboard {} listening on {address}", env!("CARGO_PKG_VERSION"));
+    }
+    server.run(shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Maps the user-facing configuration onto what the server and broker take.
+fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
+    let mut listeners = Vec::new();
+    for (position, listener) in config.listeners.iter().enumerate() {
+        let kind = match listener.kind {
+            switchboard_config::ListenerKind::Tcp => ListenerKind::Tcp,
+            other => anyhow::bail!(
+                "listener {} ({}): kind {:?} is not supported yet; only tcp is",
+                position + 1,
+                listener.address,
+                other
+            ),
+        };
+        listeners.push(ListenerOptions {
+            name: listener
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", listener.kind.as_str(), listener.address)),
+            kind,
+            address: listener.address,
+            max_connections: listener.max_connections.unwrap_or(0),
+        });
+    }
+    let limits = &config.limits;
+    let session = &config.session;
+    let mqtt = &config.mqtt;
+    let broker = switchboard_broker::Settings {
+        max_packet_size: limits.max_packet_size,
+        receive_maximum: limits.max_inflight,
+        max_queued_messages: limits.max_queued_messages,
+        max_queued_bytes: limits.max_queued_bytes,
+        queue_qos0_offline: session.queue_qos0_offline,
+        max_session_expiry: session.max_session_expiry_secs,
+        max_keep_alive: session.max_keep_alive_secs,
+        topic_alias_maximum: session.topic_alias_maximum,
+        maximum_qos: switchboard_codec::QoS::from_u8(mqtt.maximum_qos)
+            .unwrap_or(switchboard_codec::QoS::ExactlyOnce),
+        retain_available: mqtt.retain_available,
+        wildcard_subscriptions: mqtt.wildcard_subscriptions,
+        shared_subscriptions: mqtt.shared_subscriptions,
+        subscription_identifiers: mqtt.subscription_identifiers,
+        topic_limits: switchboard_topic::TopicLimits {
+            max_length: usize::from(limits.max_topic_length),
+            max_levels: limits.max_topic_levels,
+        },
+        max_subscriptions_per_client: limits.max_subscriptions_per_client,
+        max_retained_messages: limits.max_retained_messages,
+        max_retained_bytes: limits.max_retained_bytes,
+        max_retained_per_subscribe: limits.max_retained_per_subscribe,
+        max_client_id_length: usize::from(limits.max_client_id_length),
+        allow_zero_length_client_id: session.allow_zero_length_client_id,
+        sys_interval: config.sys_interval(),
+    };
+    Ok(ServerOptions {
+        listeners,
+        max_connections: limits.max_connections,
+        connect_timeout: limits.connect_timeout(),
+        broker,
+    })
+}
