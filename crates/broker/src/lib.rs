@@ -198,6 +198,16 @@ impl Broker {
         let connect = request.connect;
         let version = connect.protocol;
         let mut assigned_client_id = None;
+        if let Some(will) = &connect.will {
+            // [MQTT-3.2.2-12] / [MQTT-3.2.2-13] (v5): a will the server could not publish
+            // as asked is refused at CONNECT time.
+            if will.qos > self.settings.maximum_qos {
+                return Err(ReasonCode::QOS_NOT_SUPPORTED);
+            }
+            if will.retain && !self.settings.retain_available {
+                return Err(ReasonCode::RETAIN_NOT_SUPPORTED);
+            }
+        }
         let client_id: Arc<str> = if connect.client_id.is_empty() {
             // [MQTT-3.1.3-8] (3.1.1): a zero-length id needs clean session 1.
             // 3.1 requires 1..=23 characters.
@@ -334,7 +344,7 @@ impl Broker {
                 let mut inner = entry.inner.lock();
                 inner.version = version;
                 inner.session_expiry = session_expiry;
-                inner.will = connect.will.clone();
+                inner.will = connect.will.as_ref().map(owned_will);
                 inner.connection = Some(attached);
                 inner.session.attach(client)
             };
@@ -952,6 +962,17 @@ fn pick_member<'a>(
     fallback
 }
 
+/// A copy of a CONNECT's will that owns its bytes, so the stored will does not
+/// pin the connection's read buffer.
+fn owned_will(will: &Will) -> Will {
+    let mut will = will.clone();
+    will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+    if let Some(data) = will.properties.correlation_data.as_mut() {
+        *data = bytes::Bytes::copy_from_slice(data);
+    }
+    will
+}
+
 /// Turns a CONNECT will into a message to route.
 fn message_from_will(will: Will, now: Instant) -> SharedMessage {
     let properties = switchboard_codec::PublishProperties {
@@ -977,16 +998,24 @@ fn message_from_will(will: Will, now: Instant) -> SharedMessage {
 }
 
 /// Turns a received PUBLISH (topic alias already resolved) into a message to route.
+///
+/// The payload and correlation data are copied out of the connection's read
+/// buffer: the message may sit in queues or the retained store for a long time,
+/// and a view into the read buffer would pin the whole buffer for as long.
 pub fn message_from_publish(publish: Publish, now: Instant) -> SharedMessage {
     let mut properties = publish.properties;
     properties.topic_alias = None;
     properties.subscription_identifiers.clear();
+    if let Some(data) = properties.correlation_data.as_mut() {
+        *data = bytes::Bytes::copy_from_slice(data);
+    }
+    let payload = bytes::Bytes::copy_from_slice(&publish.payload);
     Arc::new(Message {
         expires_at: properties
             .message_expiry_interval
             .map(|secs| now + Duration::from_secs(u64::from(secs))),
         topic: publish.topic,
-        payload: publish.payload,
+        payload,
         qos: publish.qos,
         retain: publish.retain,
         properties,

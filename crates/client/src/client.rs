@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use switchboard_codec::{
-    encode, Ack, ConnAck, Decoder, Disconnect, Packet, Publish, ReasonCode,
-    SubAck, Subscribe, UnsubAck, Unsubscribe, UserProperty,
+    encode, Ack, ConnAck, Decoder, Disconnect, Packet, Publish, ReasonCode, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, UserProperty,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -86,7 +86,7 @@ impl Client {
             Ok(Err(error)) => {
                 return Err(ClientError::Connect {
                     address,
-                    source: Arc::new(error),
+                    error: Arc::new(error),
                 })
             }
             Ok(Ok(stream)) => stream,
@@ -144,9 +144,7 @@ impl Client {
         let mut decoder = Decoder::client(options.version, options.receive_packet_limit());
         let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
         let connack = loop {
-            let packet = decoder
-                .decode(&mut read_buf)
-                .map_err(ClientError::Decode)?;
+            let packet = decoder.decode(&mut read_buf).map_err(ClientError::Decode)?;
             match packet {
                 Some(Packet::ConnAck(connack)) => break connack,
                 Some(Packet::Disconnect(disconnect)) => {
@@ -170,7 +168,12 @@ impl Client {
                 }
                 None => {
                     read_buf.reserve(READ_CHUNK);
-                    if reader.read_buf(&mut read_buf).await.map_err(ClientError::io)? == 0 {
+                    if reader
+                        .read_buf(&mut read_buf)
+                        .await
+                        .map_err(ClientError::io)?
+                        == 0
+                    {
                         return Err(ClientError::ConnectionClosed);
                     }
                 }
@@ -179,7 +182,7 @@ impl Client {
         if connack.reason_code.is_error() {
             return Err(ClientError::ConnectionRefused {
                 reason_code: connack.reason_code,
-                reason_string: connack.properties.reason_string.clone(),
+                reason_string: connack.properties.reason_string,
             });
         }
 

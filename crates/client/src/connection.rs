@@ -657,8 +657,7 @@ where
                 other => self.unexpected_ack("PUBCOMP", ack.packet_id, other),
             },
             Packet::PubRel(ack) => {
-                let reason = if self.incoming_qos2.remove(&ack.packet_id) || !self.version.is_v5()
-                {
+                let reason = if self.incoming_qos2.remove(&ack.packet_id) || !self.version.is_v5() {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
@@ -714,12 +713,18 @@ where
     ) -> Result<(), ClientError> {
         match pending {
             None => {
-                tracing::debug!(packet = received, packet_id, "acknowledgement for an unknown packet identifier");
+                tracing::debug!(
+                    packet = received,
+                    packet_id,
+                    "acknowledgement for an unknown packet identifier"
+                );
                 Ok(())
             }
             Some(pending) => {
-                let message =
-                    format!("{received} for packet identifier {packet_id}, which waits for {}", pending.expects());
+                let message = format!(
+                    "{received} for packet identifier {packet_id}, which waits for {}",
+                    pending.expects()
+                );
                 self.pending.insert(packet_id, pending);
                 Err(ClientError::protocol(ReasonCode::PROTOCOL_ERROR, message))
             }

@@ -1,5 +1,8 @@
 //! The one error type of the client library.
 //!
+//! Messages are one self-contained line (no error chain), because the
+//! command-line tools print them as they are.
+//!
 //! `ClientError` is `Clone` because one failure (the connection dropped) has
 //! to be reported to every operation that was waiting on it, and to whoever
 //! asks later through [`crate::Client::close_reason`]. I/O errors are kept
@@ -15,10 +18,10 @@ use switchboard_codec::{DecodeError, EncodeError, QoS, ReasonCode};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The TCP connection could not be opened.
-    #[error("{}", describe_connect_failure(address, source))]
+    #[error("{}", describe_connect_failure(address, error))]
     Connect {
         address: String,
-        source: Arc<io::Error>,
+        error: Arc<io::Error>,
     },
     /// TCP connect plus CONNECT/CONNACK did not finish in time.
     #[error("timed out after {} s connecting to {address}", after.as_secs_f32())]
@@ -44,11 +47,11 @@ pub enum ClientError {
     Io(Arc<io::Error>),
     /// The server sent bytes that are not a valid MQTT packet.
     #[error("invalid packet from server: {0}")]
-    Decode(#[source] DecodeError),
+    Decode(DecodeError),
     /// A packet could not be encoded (for example a string longer than
     /// 65,535 bytes, or a topic name with a wildcard).
     #[error("cannot send: {0}")]
-    Encode(#[source] EncodeError),
+    Encode(EncodeError),
     /// The server broke the protocol in a way the decoder cannot see
     /// (wrong packet at this point, unknown topic alias, ...). `reason_code`
     /// is what the client sends in its DISCONNECT (MQTT 5) before closing.
@@ -61,7 +64,9 @@ pub enum ClientError {
     #[error("keep alive timeout: no PINGRESP from the server within {} s", .0.as_secs())]
     KeepAliveTimeout(Duration),
     /// The packet is larger than the server's Maximum Packet Size (`[MQTT-3.1.2-24]`).
-    #[error("{packet} of {size} bytes exceeds the server's maximum packet size of {maximum} bytes")]
+    #[error(
+        "{packet} of {size} bytes exceeds the server's maximum packet size of {maximum} bytes"
+    )]
     PacketTooLarge {
         packet: &'static str,
         size: usize,
@@ -103,10 +108,10 @@ impl ClientError {
     }
 }
 
-fn describe_connect_failure(address: &str, source: &io::Error) -> String {
-    match source.kind() {
+fn describe_connect_failure(address: &str, error: &io::Error) -> String {
+    match error.kind() {
         io::ErrorKind::ConnectionRefused => format!("connection refused: {address}"),
-        _ => format!("cannot connect to {address}: {source}"),
+        _ => format!("cannot connect to {address}: {error}"),
     }
 }
 
@@ -182,7 +187,7 @@ mod tests {
     fn connection_refused_reads_like_the_shell() {
         let error = ClientError::Connect {
             address: "127.0.0.1:1883".to_owned(),
-            source: Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            error: Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused)),
         };
         assert_eq!(error.to_string(), "connection refused: 127.0.0.1:1883");
     }

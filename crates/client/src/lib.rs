@@ -49,4 +49,6 @@ pub use options::{
 pub use switchboard_codec as codec;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

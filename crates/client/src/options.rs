@@ -166,8 +166,14 @@ mod tests {
             session_expiry_secs: Some(300),
             ..ClientOptions::default()
         };
-        options.properties.user_properties.push(("a".into(), "b".into()));
-        assert_eq!(options.connect_packet().properties, ConnectProperties::default());
+        options
+            .properties
+            .user_properties
+            .push(("a".into(), "b".into()));
+        assert_eq!(
+            options.connect_packet().properties,
+            ConnectProperties::default()
+        );
     }
 
     #[test]

@@ -61,16 +61,40 @@ mod tests {
     #[test]
     fn spot_checks_against_the_tables() {
         assert!(is_allowed(ReasonSet::ConnAck, ReasonCode::BANNED));
-        assert!(!is_allowed(ReasonSet::ConnAck, ReasonCode::SERVER_SHUTTING_DOWN));
-        assert!(is_allowed(ReasonSet::PubAck, ReasonCode::NO_MATCHING_SUBSCRIBERS));
-        assert!(!is_allowed(ReasonSet::PubAck, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND));
-        assert!(is_allowed(ReasonSet::PubRel, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND));
+        assert!(!is_allowed(
+            ReasonSet::ConnAck,
+            ReasonCode::SERVER_SHUTTING_DOWN
+        ));
+        assert!(is_allowed(
+            ReasonSet::PubAck,
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        ));
+        assert!(!is_allowed(
+            ReasonSet::PubAck,
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        ));
+        assert!(is_allowed(
+            ReasonSet::PubRel,
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        ));
         assert!(is_allowed(ReasonSet::SubAck, ReasonCode::GRANTED_QOS_2));
         assert!(!is_allowed(ReasonSet::SubAck, ReasonCode(0x03)));
-        assert!(is_allowed(ReasonSet::UnsubAck, ReasonCode::NO_SUBSCRIPTION_EXISTED));
-        assert!(is_allowed(ReasonSet::Disconnect, ReasonCode::DISCONNECT_WITH_WILL_MESSAGE));
-        assert!(is_allowed(ReasonSet::Disconnect, ReasonCode::MAXIMUM_CONNECT_TIME));
-        assert!(!is_allowed(ReasonSet::Disconnect, ReasonCode::PACKET_IDENTIFIER_IN_USE));
+        assert!(is_allowed(
+            ReasonSet::UnsubAck,
+            ReasonCode::NO_SUBSCRIPTION_EXISTED
+        ));
+        assert!(is_allowed(
+            ReasonSet::Disconnect,
+            ReasonCode::DISCONNECT_WITH_WILL_MESSAGE
+        ));
+        assert!(is_allowed(
+            ReasonSet::Disconnect,
+            ReasonCode::MAXIMUM_CONNECT_TIME
+        ));
+        assert!(!is_allowed(
+            ReasonSet::Disconnect,
+            ReasonCode::PACKET_IDENTIFIER_IN_USE
+        ));
         assert!(!is_allowed(ReasonSet::Disconnect, ReasonCode::BANNED));
         assert!(is_allowed(ReasonSet::Auth, ReasonCode::RE_AUTHENTICATE));
         assert!(!is_allowed(ReasonSet::Auth, ReasonCode::UNSPECIFIED_ERROR));

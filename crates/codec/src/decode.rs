@@ -17,8 +17,13 @@
 //!   connection must close.
 //! - A packet larger than the maximum packet size is refused as soon as its
 //!   fixed header is readable, before its body is buffered.
-//! - Nothing panics on any input, and nothing is allocated beyond a small
-//!   constant factor of the packet's own (bounded) size.
+//! - Nothing panics on any input. Nothing is allocated before the whole packet
+//!   is buffered, and then only in proportion to the packet's own size, which
+//!   the maximum packet size bounds: strings are copied into `String`s and
+//!   lists into `Vec`s, so a decoded packet can take a constant factor more
+//!   memory than its wire form (worst case, a packet made only of empty user
+//!   properties: 5 bytes each on the wire, 48 in the `Vec`, up to about 20x
+//!   with `Vec` growth).
 //! - Binary fields and the PUBLISH payload are zero-copy views into the read
 //!   buffer's allocation: copy them (`Bytes::copy_from_slice`) before keeping
 //!   them beyond one delivery, or a small payload pins the whole read buffer.
@@ -26,7 +31,7 @@
 use bytes::{Buf, BytesMut};
 
 use crate::allowed::{is_allowed, is_v3_suback, ReasonSet};
-use crate::properties;
+use crate::properties::{self, auth_is_bare};
 use crate::reader::Reader;
 use crate::varint::{self, VarintError};
 use crate::{
@@ -615,6 +620,7 @@ fn disconnect(reader: &mut Reader, version: ProtocolVersion) -> Result<Disconnec
 }
 
 /// AUTH (MQTT 5 only), with the same short forms as DISCONNECT (3.15.2.1).
+/// Only a bare success may leave out the authentication method (3.15.2.2.2).
 fn auth(reader: &mut Reader) -> Result<Auth, DecodeError> {
     let mut auth = Auth::default();
     if !reader.is_empty() {
@@ -622,6 +628,10 @@ fn auth(reader: &mut Reader) -> Result<Auth, DecodeError> {
         if !reader.is_empty() {
             properties::read_auth(reader, &mut auth)?;
         }
+    }
+    let bare_success = auth.reason_code == ReasonCode::SUCCESS && auth_is_bare(&auth);
+    if auth.authentication_method.is_none() && !bare_success {
+        return Err(DecodeError::AuthenticationMethodMissing);
     }
     Ok(auth)
 }

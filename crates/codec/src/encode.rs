@@ -443,7 +443,11 @@ fn write_auth<S: Sink>(
         });
     }
     check_reason(ReasonSet::Auth, auth.reason_code, PACKET)?;
-    if auth_is_bare(auth) {
+    let bare = auth_is_bare(auth);
+    if auth.authentication_method.is_none() && !(bare && auth.reason_code == ReasonCode::SUCCESS) {
+        return Err(EncodeError::AuthenticationMethodMissing);
+    }
+    if bare {
         if auth.reason_code != ReasonCode::SUCCESS {
             sink.put_u8(auth.reason_code.0);
         }

@@ -16,7 +16,9 @@ pub enum DecodeError {
     // ----- framing -----
     #[error("[§1.5.5] a variable byte integer ({what}) is longer than 4 bytes")]
     VariableByteIntegerTooLong { what: &'static str },
-    #[error("[MQTT-1.5.5-1] a variable byte integer ({what}) does not use the minimum number of bytes")]
+    #[error(
+        "[MQTT-1.5.5-1] a variable byte integer ({what}) does not use the minimum number of bytes"
+    )]
     VariableByteIntegerNotMinimal { what: &'static str },
     #[error("[MQTT-3.2.2-15] (client side: [MQTT-3.1.2-24]) a packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
     PacketTooLarge { size: u32, max: u32 },
@@ -50,6 +52,8 @@ pub enum DecodeError {
     PasswordWithoutUsername,
     #[error("[§3.1.2.11.10] authentication data without an authentication method")]
     AuthenticationDataWithoutMethod,
+    #[error("[§3.15.2.2.2] AUTH without an authentication method")]
+    AuthenticationMethodMissing,
 
     // ----- CONNACK -----
     #[error("[MQTT-3.2.2-1] CONNACK acknowledge flags have reserved bits set")]
@@ -60,7 +64,9 @@ pub enum DecodeError {
     InvalidConnAckReturnCode { code: u8 },
 
     // ----- strings and topics -----
-    #[error("[MQTT-1.5.4-1] (3.1.1: [MQTT-1.5.3-1]) a string in {packet} is not well-formed UTF-8")]
+    #[error(
+        "[MQTT-1.5.4-1] (3.1.1: [MQTT-1.5.3-1]) a string in {packet} is not well-formed UTF-8"
+    )]
     InvalidUtf8 { packet: &'static str },
     #[error("[MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-2]) a string in {packet} contains U+0000")]
     NullCharacter { packet: &'static str },
@@ -124,6 +130,7 @@ impl DecodeError {
             FirstPacketNotConnect { .. }
             | SecondConnect
             | AuthenticationDataWithoutMethod
+            | AuthenticationMethodMissing
             | SessionPresentOnRefusal
             | EmptyTopicName { .. }
             | ZeroPacketId { .. }
@@ -192,7 +199,10 @@ pub enum EncodeError {
     #[error("[§2.1.4] {packet} would have a remaining length over 268,435,455 bytes")]
     PacketTooLarge { packet: &'static str },
     #[error("[§2.1.2] {packet} does not exist in MQTT {version:?}")]
-    NotInVersion { packet: &'static str, version: ProtocolVersion },
+    NotInVersion {
+        packet: &'static str,
+        version: ProtocolVersion,
+    },
     #[error("[MQTT-2.2.1-3] {packet} needs a non-zero packet identifier")]
     MissingPacketId { packet: &'static str },
     #[error("[MQTT-3.3.2-2] a topic name in {packet} is empty or contains a wildcard character")]
@@ -205,12 +215,16 @@ pub enum EncodeError {
     InvalidPropertyValue { packet: &'static str, id: u8 },
     #[error("[§3.1.2.11.10] authentication data without an authentication method")]
     AuthenticationDataWithoutMethod,
-    #[error("[MQTT-3.2.2-6] a CONNACK that refuses the connection cannot have session present set")]
+    #[error(
+        "[MQTT-3.2.2-6] a CONNACK that refuses the connection cannot have session present set"
+    )]
     SessionPresentOnRefusal,
     #[error("[MQTT-3.8.3-4] no local cannot be set on a shared subscription")]
     NoLocalOnSharedSubscription,
     #[error("[MQTT-3.1.2-22] a 3.x CONNECT cannot carry a password without a user name")]
     PasswordWithoutUsername,
+    #[error("[§3.15.2.2.2] an AUTH other than a bare success needs an authentication method")]
+    AuthenticationMethodMissing,
     #[error("[MQTT-3.1.2-2] a CONNECT for protocol {connect:?} cannot be encoded as {version:?}")]
     ConnectVersionMismatch {
         connect: ProtocolVersion,

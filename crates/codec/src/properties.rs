@@ -10,12 +10,12 @@
 //! values the readers refuse, so encode-then-decode is the identity.
 
 use crate::reader::Reader;
+use crate::varint::VARINT_MAX;
 use crate::writer::{put_binary, put_string, put_varint, Counter, Sink};
 use crate::{
     contains_wildcard, Auth, ConnAckProperties, ConnectProperties, DecodeError, Disconnect,
     EncodeError, PublishProperties, QoS, Subscribe, Unsubscribe, UserProperty, WillProperties,
 };
-use crate::varint::VARINT_MAX;
 
 pub(crate) const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
 pub(crate) const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
@@ -343,7 +343,11 @@ pub(crate) fn read_connack(reader: &mut Reader) -> Result<ConnAckProperties, Dec
             }
             SUBSCRIPTION_IDENTIFIERS_AVAILABLE => {
                 let value = block.flag(id)?;
-                block.once(&mut properties.subscription_identifiers_available, value, id)?;
+                block.once(
+                    &mut properties.subscription_identifiers_available,
+                    value,
+                    id,
+                )?;
             }
             SHARED_SUBSCRIPTION_AVAILABLE => {
                 let value = block.flag(id)?;
@@ -546,8 +550,7 @@ pub(crate) fn put_block<S: Sink, P: WriteProperties>(
 ) -> Result<(), EncodeError> {
     let mut counter = Counter::default();
     properties.write(&mut counter, packet)?;
-    let length =
-        u32::try_from(counter.len).map_err(|_| EncodeError::PacketTooLarge { packet })?;
+    let length = u32::try_from(counter.len).map_err(|_| EncodeError::PacketTooLarge { packet })?;
     put_varint(sink, length, packet)?;
     properties.write(sink, packet)
 }
@@ -702,7 +705,11 @@ impl WriteProperties for WillProperties {
         check_payload_format(self.payload_format_indicator, packet)?;
         check_response_topic(self.response_topic.as_deref(), packet)?;
         put_u32_property(sink, WILL_DELAY_INTERVAL, self.will_delay_interval);
-        put_u8_property(sink, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
+        put_u8_property(
+            sink,
+            PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
         put_u32_property(sink, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         put_string_property(sink, CONTENT_TYPE, self.content_type.as_deref(), packet)?;
         put_string_property(sink, RESPONSE_TOPIC, self.response_topic.as_deref(), packet)?;
@@ -789,7 +796,11 @@ impl WriteProperties for PublishProperties {
         check_payload_format(self.payload_format_indicator, packet)?;
         check_response_topic(self.response_topic.as_deref(), packet)?;
         check_non_zero_u16(self.topic_alias, TOPIC_ALIAS, packet)?;
-        put_u8_property(sink, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
+        put_u8_property(
+            sink,
+            PAYLOAD_FORMAT_INDICATOR,
+            self.payload_format_indicator,
+        );
         put_u32_property(sink, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         put_u16_property(sink, TOPIC_ALIAS, self.topic_alias);
         put_string_property(sink, RESPONSE_TOPIC, self.response_topic.as_deref(), packet)?;

@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn string_checks() {
         // [MQTT-1.5.4-1]: 0xC0 0x80 is an overlong encoding, and ED A0 80 a surrogate.
-        for bad in [&[0x00, 0x02, 0xC0, 0x80][..], &[0x00, 0x03, 0xED, 0xA0, 0x80]] {
+        for bad in [
+            &[0x00, 0x02, 0xC0, 0x80][..],
+            &[0x00, 0x03, 0xED, 0xA0, 0x80],
+        ] {
             let mut reader = Reader::new(Bytes::copy_from_slice(bad), "TEST");
             assert_eq!(
                 reader.string(),

@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn five_bytes_are_too_long() {
-        assert_eq!(read(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]), Err(VarintError::TooLong));
+        assert_eq!(
+            read(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            Err(VarintError::TooLong)
+        );
         assert_eq!(read(&[0x80, 0x80, 0x80, 0x80]), Err(VarintError::TooLong));
     }
 

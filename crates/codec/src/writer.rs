@@ -36,6 +36,7 @@ impl Sink for BytesMut {
 /// Counts the bytes that would be written.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
+    /// Bytes "written" so far; saturating, so an absurd packet cannot wrap.
     pub(crate) len: usize,
 }
 

@@ -86,8 +86,12 @@ where
         Ok(Err(FirstPacketError::Decode(error))) => {
             Metrics::incr(&metrics.protocol_errors);
             tracing::debug!(%peer, %error, "bad CONNECT");
-            // [MQTT-3.1.4-1]/[MQTT-3.1.2-2]: answer in a form the client can read, then close.
-            let version = error.connack_version().or(decoder.version());
+            // [MQTT-3.1.2-2]: answer in a form the client can read, then close. A 3.x
+            // CONNECT that is merely invalid gets no CONNACK ([MQTT-3.1.4-1] of 3.1.1:
+            // close without one); a v5 client may be told why (4.13.1).
+            let version = error
+                .connack_version()
+                .or(decoder.version().filter(|version| version.is_v5()));
             if let Some(version) = version {
                 let connack = ConnAck {
                     session_present: false,
@@ -151,6 +155,14 @@ where
         .serve(&mut reader, &mut writer, &mut read_buffer, &mut write_buffer, &mut decoder, control, &cancel)
         .await;
 
+    // Tell the broker before the (up to CLOSE_FLUSH_TIMEOUT) flush and the close: a
+    // client that sent DISCONNECT 0x00 and reconnects at once must not find its old
+    // connection still attached, or the takeover would publish the Will that the
+    // DISCONNECT discarded ([MQTT-3.14.4-3], [MQTT-3.1.2-10]). It also means that once
+    // a client sees the socket close, the broker has finished with the connection.
+    shared
+        .broker
+        .disconnected(&connected.entry, connected.generation, close.reason, now());
     if let (Some(code), true) = (close.send, version.is_v5()) {
         let mut disconnect = Disconnect::with_reason(code);
         if !connection.request_problem_information {
@@ -162,9 +174,6 @@ where
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&write_buffer)).await;
     }
     let _ = writer.shutdown().await;
-    shared
-        .broker
-        .disconnected(&connected.entry, connected.generation, close.reason, now());
     tracing::debug!(%peer, client_id = %connected.entry.client_id(), "connection closed");
 }
 
@@ -504,6 +513,10 @@ impl Connection {
             Metrics::incr(counter);
         }
         if self.version.is_v5() {
+            if !publish.properties.subscription_identifiers.is_empty() {
+                // [MQTT-3.3.4-6]: only the server puts Subscription Identifiers in a PUBLISH.
+                return Err(Close::protocol(ReasonCode::PROTOCOL_ERROR));
+            }
             self.aliases.resolve(&mut publish).map_err(Close::protocol)?;
         }
         if switchboard_topic::validate_topic_name(&publish.topic, &settings.topic_limits).is_err() {
@@ -545,8 +558,10 @@ impl Connection {
                     self.reply(write_buffer, Packet::PubRec(Ack::new(packet_id)));
                     return Ok(());
                 }
-                IncomingQos2::New if pending > receive_maximum => {
-                    // [MQTT-3.3.4-7]: more unacknowledged QoS 2 than our Receive Maximum.
+                IncomingQos2::New if self.version.is_v5() && pending > receive_maximum => {
+                    // [MQTT-3.3.4-7] (v5): more unacknowledged QoS 2 than the Receive Maximum
+                    // we announced. 3.x has no Receive Maximum (a 3.1.1 client may keep any
+                    // number in flight); there the packet id space bounds the set.
                     return Err(Close::protocol(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
                 }
                 IncomingQos2::New => {}

@@ -57,6 +57,21 @@ struct ServeArgs {
     /// Maximum packet size in bytes, both directions.
     #[arg(long, env = "SWITCHBOARD_MAX_PACKET_SIZE", value_name = "BYTES")]
     max_packet_size: Option<u32>,
+    /// sync (default), periodic or memory.
+    #[arg(long, env = "SWITCHBOARD_DURABILITY", value_name = "MODE")]
+    durability: Option<switchboard_config::Durability>,
+    /// Seconds between `$SYS` updates (0 turns them off).
+    #[arg(long, env = "SWITCHBOARD_SYS_INTERVAL_SECS", value_name = "SECS")]
+    sys_interval_secs: Option<u64>,
+    /// Seconds a new connection has to send CONNECT.
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
+    connect_timeout_secs: Option<u64>,
+    /// Receive Maximum: QoS 1/2 messages in flight per client, each way.
+    #[arg(long, env = "SWITCHBOARD_MAX_INFLIGHT", value_name = "N")]
+    max_inflight: Option<u16>,
+    /// Cap on the session expiry interval clients may ask for.
+    #[arg(long, env = "SWITCHBOARD_MAX_SESSION_EXPIRY_SECS", value_name = "SECS")]
+    max_session_expiry_secs: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -92,13 +107,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log_level: args.log_level,
         max_connections: args.max_connections,
         max_packet_size: args.max_packet_size,
-        ..Overrides::default()
+        durability: args.durability,
+        sys_interval_secs: args.sys_interval_secs,
+        connect_timeout_secs: args.connect_timeout_secs,
+        max_inflight: args.max_inflight,
+        max_session_expiry_secs: args.max_session_expiry_secs,
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(config) => config,
         Err(errors) => anyhow::bail!("invalid configuration:\n{errors}"),
     };
     init_logging(&config.log_level);
+    if config.durability != switchboard_config::Durability::Memory {
+        tracing::warn!(
+            "durability = \"{}\" is not implemented yet: sessions, queued and retained messages \
+             are kept in memory only and a restart loses them (data dir {} is not used)",
+            config.durability.as_str(),
+            config.data_dir.display()
+        );
+    }
     let options = server_options(&config)?;
     let server = Server::bind(options).await.context("cannot start the broker")?;
     for address in server.local_addrs() {
@@ -113,7 +140,12 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// Completes on SIGINT or SIGTERM.

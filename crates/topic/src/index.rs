@@ -751,6 +751,34 @@ mod tests {
     }
 
     #[test]
+    fn shareable_between_threads() {
+        // The broker matches under a read lock from many tasks at once.
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TopicIndex<u32, u64>>();
+        assert_send_sync::<Matches<'static, u32, u64>>();
+        let mut index: TopicIndex<u32, u64> = TopicIndex::new();
+        index.insert_shared("g", "a", 1, 0);
+        index.insert_shared("g", "a", 2, 0);
+        let firsts: Vec<u32> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Matches::new();
+                        index.matches_into("a", &mut out);
+                        out.shared()[0].candidates().next().unwrap().0
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap())
+                .collect()
+        });
+        // Four turns over two members: each member starts twice.
+        assert_eq!(firsts.iter().filter(|key| **key == 1).count(), 2);
+    }
+
+    #[test]
     fn insert_replace_remove() {
         let mut index = Index::new();
         assert!(index.is_empty());

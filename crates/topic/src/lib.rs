@@ -3,7 +3,8 @@
 //!
 //! - [`validate_topic_name`], [`validate_topic_filter`] and [`parse_filter`]
 //!   check what a client sends (§4.7, and §4.8.2 for `$share/`), each error
-//!   naming the statement it enforces; [`matches`] is the reference matcher.
+//!   naming the statement it enforces; [`matches`](fn@matches) is the
+//!   reference matcher.
 //! - [`TopicIndex`] answers "who subscribed to this topic" with one walk of a
 //!   trie over topic levels, into a reused [`Matches`] buffer. It stores
 //!   compact session handles, never filter strings per match.

@@ -153,9 +153,10 @@ impl<T> RetainedTree<T> {
     }
 
     /// Every retained `(topic, value)` whose topic matches `filter`, as
-    /// [`crate::matches`] defines it: `+` is one level, `#` the parent and
-    /// every level below, and a filter starting with `+` or `#` does not
-    /// match topics starting with `$` [MQTT-4.7.2-1]. Order is unspecified.
+    /// [`crate::matches`](fn@crate::matches) defines it: `+` is one level,
+    /// `#` the parent and every level below, and a filter starting with `+`
+    /// or `#` does not match topics starting with `$` [MQTT-4.7.2-1]. Order
+    /// is unspecified.
     ///
     /// `filter` is a plain filter (strip `$share/{group}/` first), expected
     /// to be valid. Lazy: each step costs one hash lookup per literal level;

@@ -77,7 +77,13 @@ fn connect_v3(flags: u8, payload: &[u8]) -> Vec<u8> {
 fn connect_v5(flags: u8, properties: &[u8], payload: &[u8]) -> Vec<u8> {
     frame(
         0x10,
-        &cat(&[b"\x00\x04MQTT\x05", &[flags], b"\x00\x0a", properties, payload]),
+        &cat(&[
+            b"\x00\x04MQTT\x05",
+            &[flags],
+            b"\x00\x0a",
+            properties,
+            payload,
+        ]),
     )
 }
 
@@ -89,7 +95,8 @@ fn connect_v5(flags: u8, properties: &[u8], payload: &[u8]) -> Vec<u8> {
 fn connect_v3_1_1_with_will_username_password() {
     // 3.1.2.10: flags 0xCE = user name, password, will QoS 1, will, clean session.
     let bytes = [
-        0x10, 0x1E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xCE, 0x00, 0x0A, // variable header
+        0x10, 0x1E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xCE, 0x00,
+        0x0A, // variable header
         0x00, 0x02, b'c', b'1', // client id
         0x00, 0x03, b'w', b'/', b't', // will topic
         0x00, 0x03, b'b', b'y', b'e', // will message
@@ -159,7 +166,9 @@ fn connack_v3_1_1() {
 fn publish_v3_1_1_qos1() {
     both_ways(
         V3,
-        &[0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i'],
+        &[
+            0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i',
+        ],
         Packet::Publish(Publish {
             qos: QoS::AtLeastOnce,
             topic: "a/b".into(),
@@ -425,7 +434,10 @@ fn acks_v5_short_and_long_forms() {
     both_ways(
         V5,
         &[0x62, 0x03, 0x00, 0x0A, 0x92],
-        Packet::PubRel(Ack::with_reason(10, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)),
+        Packet::PubRel(Ack::with_reason(
+            10,
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        )),
     );
     both_ways(V5, &[0x70, 0x02, 0x00, 0x0A], Packet::PubComp(Ack::new(10)));
     // The long forms of a plain success decode too (the encoder writes the short one).
@@ -444,7 +456,8 @@ fn subscribe_v5_with_identifier_and_options() {
     let bytes = [
         0x82, 0x0B, 0x00, 0x0A, // packet id 10
         0x02, 0x0B, 0x05, // subscription identifier 5
-        0x00, 0x03, b'a', b'/', b'b', 0x2D, // QoS 1, no local, retain as published, handling 2
+        0x00, 0x03, b'a', b'/', b'b',
+        0x2D, // QoS 1, no local, retain as published, handling 2
     ];
     both_ways(
         V5,
@@ -524,12 +537,32 @@ fn auth_v5() {
     both_ways(V5, &[0xF0, 0x00], Packet::Auth(Auth::default()));
     both_ways(
         V5,
-        &[0xF0, 0x09, 0x18, 0x07, 0x15, 0x00, 0x04, b'S', b'C', b'R', b'A'],
+        &[
+            0xF0, 0x09, 0x18, 0x07, 0x15, 0x00, 0x04, b'S', b'C', b'R', b'A',
+        ],
         Packet::Auth(Auth {
             reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
             authentication_method: Some("SCRA".into()),
             ..Auth::default()
         }),
+    );
+}
+
+#[test]
+fn auth_needs_a_method_unless_bare_success() {
+    // 3.15.2.2.2: "It is a Protocol Error to omit the Authentication Method".
+    for bytes in [
+        &[0xF0, 0x01, 0x18][..],
+        &[0xF0, 0x02, 0x19, 0x00],
+        &[0xF0, 0x06, 0x00, 0x04, 0x1F, 0x00, 0x01, b'x'],
+    ] {
+        let error = fails(V5, bytes, ReasonCode::PROTOCOL_ERROR);
+        assert_eq!(error, DecodeError::AuthenticationMethodMissing);
+    }
+    // The short and long forms of a bare success need none.
+    assert_eq!(
+        decode(V5, &[0xF0, 0x02, 0x00, 0x00]).unwrap(),
+        Packet::Auth(Auth::default())
     );
 }
 
@@ -539,7 +572,9 @@ fn auth_v5() {
 
 #[test]
 fn partial_input_leaves_the_buffer_untouched() {
-    let whole = [0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i'];
+    let whole = [
+        0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i',
+    ];
     let mut decoder = Decoder::client(V3, MAX);
     for cut in 0..whole.len() {
         let mut buf = BytesMut::from(&whole[..cut]);
@@ -590,12 +625,21 @@ fn packet_too_large_is_refused_from_the_fixed_header_alone() {
     let mut decoder = Decoder::client(V3, 100);
     let mut buf = BytesMut::from(&[0x30, 0xFF, 0x01][..]);
     let error = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(error, DecodeError::PacketTooLarge { size: 258, max: 100 });
+    assert_eq!(
+        error,
+        DecodeError::PacketTooLarge {
+            size: 258,
+            max: 100
+        }
+    );
     assert_eq!(error.reason_code(), ReasonCode::PACKET_TOO_LARGE);
     // Exactly at the limit is fine; the limit counts the fixed header.
     let mut decoder = Decoder::client(V3, 4);
     let mut buf = BytesMut::from(&[0x40, 0x02, 0x00, 0x01][..]);
-    assert_eq!(decoder.decode(&mut buf), Ok(Some(Packet::PubAck(Ack::new(1)))));
+    assert_eq!(
+        decoder.decode(&mut buf),
+        Ok(Some(Packet::PubAck(Ack::new(1))))
+    );
     decoder.set_max_packet_size(3);
     let mut buf = BytesMut::from(&[0x40, 0x02][..]);
     assert!(matches!(
@@ -625,12 +669,24 @@ fn remaining_length_shorter_than_content() {
 
 #[test]
 fn remaining_length_longer_than_content() {
-    let error = fails(V3, &[0x40, 0x03, 0x00, 0x0A, 0x00], ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &[0x40, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::TrailingBytes { packet: "PUBACK" });
     fails(V3, &[0xC0, 0x01, 0x00], ReasonCode::MALFORMED_PACKET);
     fails(V3, &[0xE0, 0x01, 0x00], ReasonCode::MALFORMED_PACKET);
-    fails(V3, &[0x20, 0x03, 0x00, 0x00, 0x00], ReasonCode::MALFORMED_PACKET);
-    fails(V3, &[0xB0, 0x03, 0x00, 0x0A, 0x00], ReasonCode::MALFORMED_PACKET);
+    fails(
+        V3,
+        &[0x20, 0x03, 0x00, 0x00, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
+    fails(
+        V3,
+        &[0xB0, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
     fails(
         V5,
         &[0x20, 0x04, 0x00, 0x00, 0x00, 0x00],
@@ -649,7 +705,10 @@ fn server_requires_connect_first() {
     let mut decoder = Decoder::server(MAX);
     let mut buf = BytesMut::from(&[0x30][..]);
     let error = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(error, DecodeError::FirstPacketNotConnect { packet: "PUBLISH" });
+    assert_eq!(
+        error,
+        DecodeError::FirstPacketNotConnect { packet: "PUBLISH" }
+    );
     assert_eq!(error.reason_code(), ReasonCode::PROTOCOL_ERROR);
     let mut buf = BytesMut::from(&[0xC0, 0x00][..]);
     assert!(matches!(
@@ -664,7 +723,10 @@ fn server_switches_to_the_connect_version_and_refuses_a_second_connect() {
     assert_eq!(decoder.version(), None);
     let mut buf = BytesMut::from(&connect_v5(0x02, b"\x00", &string("c"))[..]);
     buf.extend_from_slice(&[0xE0, 0x01, 0x04]);
-    assert!(matches!(decoder.decode(&mut buf), Ok(Some(Packet::Connect(_)))));
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Ok(Some(Packet::Connect(_)))
+    ));
     assert_eq!(decoder.version(), Some(V5));
     // Decoded as v5: the DISCONNECT carries a reason code.
     assert_eq!(
@@ -698,10 +760,16 @@ fn unsupported_protocol_level_is_answered_in_3_1_1() {
     let mut decoder = Decoder::server(MAX);
     let error = decoder.decode(&mut BytesMut::from(&bytes[..])).unwrap_err();
     assert_eq!(error, DecodeError::UnsupportedProtocolLevel { level: 6 });
-    assert_eq!(error.reason_code(), ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+    assert_eq!(
+        error.reason_code(),
+        ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+    );
     assert_eq!(error.connack_version(), Some(V3));
     // MQIsdp with level 4 is not a version either.
-    let bytes = frame(0x10, &cat(&[b"\x00\x06MQIsdp\x04\x02\x00\x0a", &string("c")]));
+    let bytes = frame(
+        0x10,
+        &cat(&[b"\x00\x06MQIsdp\x04\x02\x00\x0a", &string("c")]),
+    );
     let error = fails(V3, &bytes, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
     assert_eq!(error, DecodeError::UnsupportedProtocolLevel { level: 4 });
 }
@@ -797,15 +865,31 @@ fn publish_dup_with_qos_0_is_malformed() {
 fn packet_id_zero() {
     // [MQTT-2.2.1-3]
     for (version, bytes, packet) in [
-        (V3, &[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x00][..], "PUBLISH"),
-        (V5, &[0x34, 0x06, 0x00, 0x01, b't', 0x00, 0x00, 0x00], "PUBLISH"),
+        (
+            V3,
+            &[0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x00][..],
+            "PUBLISH",
+        ),
+        (
+            V5,
+            &[0x34, 0x06, 0x00, 0x01, b't', 0x00, 0x00, 0x00],
+            "PUBLISH",
+        ),
         (V3, &[0x40, 0x02, 0x00, 0x00], "PUBACK"),
         (V5, &[0x50, 0x02, 0x00, 0x00], "PUBREC"),
         (V3, &[0x62, 0x02, 0x00, 0x00], "PUBREL"),
         (V3, &[0x70, 0x02, 0x00, 0x00], "PUBCOMP"),
-        (V3, &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00], "SUBSCRIBE"),
+        (
+            V3,
+            &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
+            "SUBSCRIBE",
+        ),
         (V3, &[0x90, 0x03, 0x00, 0x00, 0x00], "SUBACK"),
-        (V3, &[0xA2, 0x05, 0x00, 0x00, 0x00, 0x01, b'a'], "UNSUBSCRIBE"),
+        (
+            V3,
+            &[0xA2, 0x05, 0x00, 0x00, 0x00, 0x01, b'a'],
+            "UNSUBSCRIBE",
+        ),
         (V3, &[0xB0, 0x02, 0x00, 0x00], "UNSUBACK"),
     ] {
         let error = fails(version, bytes, ReasonCode::PROTOCOL_ERROR);
@@ -817,7 +901,11 @@ fn packet_id_zero() {
 fn invalid_utf8_is_malformed() {
     // [MQTT-1.5.4-1] / 3.1.1 [MQTT-1.5.3-1]: an overlong encoding of '/'.
     let client_id = b"\x00\x02\xC0\xAF";
-    let error = fails(V3, &connect_v3(0x02, client_id), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x02, client_id),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::InvalidUtf8 { packet: "CONNECT" });
     // A PUBLISH topic name, 3.1.1 and 5.
     fails(
@@ -836,7 +924,12 @@ fn invalid_utf8_is_malformed() {
         &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0xFF, 0x00],
         ReasonCode::MALFORMED_PACKET,
     );
-    assert_eq!(error, DecodeError::InvalidUtf8 { packet: "SUBSCRIBE" });
+    assert_eq!(
+        error,
+        DecodeError::InvalidUtf8 {
+            packet: "SUBSCRIBE"
+        }
+    );
     fails(
         V3,
         &[0xA2, 0x05, 0x00, 0x01, 0x00, 0x01, 0x80],
@@ -845,7 +938,9 @@ fn invalid_utf8_is_malformed() {
     // A user property in v5.
     fails(
         V5,
-        &[0x30, 0x0A, 0x00, 0x01, b't', 0x06, 0x26, 0x00, 0x01, 0xFE, 0x00, 0x00],
+        &[
+            0x30, 0x0A, 0x00, 0x01, b't', 0x06, 0x26, 0x00, 0x01, 0xFE, 0x00, 0x00,
+        ],
         ReasonCode::MALFORMED_PACKET,
     );
 }
@@ -889,7 +984,11 @@ fn empty_topic_name() {
     // [MQTT-4.7.3-1] in 3.1.1; v5 3.3.2.3.4 without a topic alias.
     let error = fails(V3, &[0x30, 0x02, 0x00, 0x00], ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::EmptyTopicName { packet: "PUBLISH" });
-    fails(V5, &[0x30, 0x03, 0x00, 0x00, 0x00], ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &[0x30, 0x03, 0x00, 0x00, 0x00],
+        ReasonCode::PROTOCOL_ERROR,
+    );
     let bytes = connect_v3(0x06, &cat(&[&string("c"), &string(""), b"\x00\x00"]));
     fails(V3, &bytes, ReasonCode::PROTOCOL_ERROR);
 }
@@ -901,7 +1000,11 @@ fn empty_topic_name() {
 #[test]
 fn connect_reserved_flag() {
     // [MQTT-3.1.2-3]
-    let error = fails(V3, &connect_v3(0x03, &string("c")), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x03, &string("c")),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::ConnectReservedFlag);
     fails(
         V5,
@@ -913,18 +1016,34 @@ fn connect_reserved_flag() {
 #[test]
 fn will_flags_consistency() {
     // [MQTT-3.1.2-11] (3.1.1: -13): will QoS 1 without a will.
-    let error = fails(V3, &connect_v3(0x0A, &string("c")), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x0A, &string("c")),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::WillQosWithoutWill);
     // [MQTT-3.1.2-13] (3.1.1: -15): will retain without a will.
-    let error = fails(V3, &connect_v3(0x22, &string("c")), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x22, &string("c")),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::WillRetainWithoutWill);
     // [MQTT-3.1.2-12] (3.1.1: -14): will QoS 3.
     let payload = cat(&[&string("c"), &string("w"), b"\x00\x00"]);
-    let error = fails(V3, &connect_v3(0x1E, &payload), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x1E, &payload),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::InvalidWillQos);
     let error = fails(
         V5,
-        &connect_v5(0x1E, b"\x00", &cat(&[&string("c"), b"\x00", &string("w"), b"\x00\x00"])),
+        &connect_v5(
+            0x1E,
+            b"\x00",
+            &cat(&[&string("c"), b"\x00", &string("w"), b"\x00\x00"]),
+        ),
         ReasonCode::MALFORMED_PACKET,
     );
     assert_eq!(error, DecodeError::InvalidWillQos);
@@ -934,7 +1053,11 @@ fn will_flags_consistency() {
 fn password_without_username() {
     // [MQTT-3.1.2-22] in 3.1.1 ...
     let payload = cat(&[&string("c"), b"\x00\x01p"]);
-    let error = fails(V3, &connect_v3(0x42, &payload), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x42, &payload),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::PasswordWithoutUsername);
     // ... but allowed in MQTT 5 (3.1.2.9).
     let Packet::Connect(connect) = decode(V5, &connect_v5(0x42, b"\x00", &payload)).unwrap() else {
@@ -947,7 +1070,11 @@ fn password_without_username() {
 #[test]
 fn connect_truncated_payload() {
     // The user name flag is set but no user name follows.
-    let error = fails(V3, &connect_v3(0x82, &string("c")), ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &connect_v3(0x82, &string("c")),
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(error, DecodeError::UnexpectedEnd { packet: "CONNECT" });
 }
 
@@ -967,14 +1094,22 @@ fn connack_checks() {
     // [MQTT-3.2.2-1]: reserved acknowledge flags.
     let error = fails(V3, &[0x20, 0x02, 0x02, 0x00], ReasonCode::MALFORMED_PACKET);
     assert_eq!(error, DecodeError::ConnAckReservedFlags);
-    fails(V5, &[0x20, 0x03, 0x80, 0x00, 0x00], ReasonCode::MALFORMED_PACKET);
+    fails(
+        V5,
+        &[0x20, 0x03, 0x80, 0x00, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
     // 3.1.1 return codes 6..255 are reserved.
     let error = fails(V3, &[0x20, 0x02, 0x00, 0x06], ReasonCode::MALFORMED_PACKET);
     assert_eq!(error, DecodeError::InvalidConnAckReturnCode { code: 6 });
     // [MQTT-3.2.2-6] (3.1.1: [MQTT-3.2.2-4]): session present on a refusal.
     let error = fails(V3, &[0x20, 0x02, 0x01, 0x05], ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::SessionPresentOnRefusal);
-    fails(V5, &[0x20, 0x03, 0x01, 0x87, 0x00], ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &[0x20, 0x03, 0x01, 0x87, 0x00],
+        ReasonCode::PROTOCOL_ERROR,
+    );
     // 3.1 had no session present flag: the byte is ignored.
     assert_eq!(
         decode(V3_1, &[0x20, 0x02, 0x00, 0x00]).unwrap(),
@@ -991,7 +1126,11 @@ fn subscribe_without_filters() {
     // [MQTT-3.8.3-3]
     let error = fails(V3, &[0x82, 0x02, 0x00, 0x0A], ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::SubscribeWithoutFilters);
-    fails(V5, &[0x82, 0x03, 0x00, 0x0A, 0x00], ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &[0x82, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::PROTOCOL_ERROR,
+    );
 }
 
 #[test]
@@ -999,30 +1138,48 @@ fn unsubscribe_without_filters() {
     // [MQTT-3.10.3-2]
     let error = fails(V3, &[0xA2, 0x02, 0x00, 0x0A], ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::UnsubscribeWithoutFilters);
-    fails(V5, &[0xA2, 0x03, 0x00, 0x0A, 0x00], ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &[0xA2, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::PROTOCOL_ERROR,
+    );
 }
 
 #[test]
 fn subscription_options() {
     let subscribe = |version: ProtocolVersion, options: u8| {
         let properties: &[u8] = if version.is_v5() { b"\x00" } else { b"" };
-        frame(0x82, &cat(&[b"\x00\x0a", properties, &string("a/b"), &[options]]))
+        frame(
+            0x82,
+            &cat(&[b"\x00\x0a", properties, &string("a/b"), &[options]]),
+        )
     };
     // [MQTT-3.8.3-5] (3.1.1: [MQTT-3-8.3-4]): reserved bits.
     for (version, options) in [(V3, 0x04), (V3, 0x80), (V5, 0x40), (V5, 0x80)] {
-        let error = fails(version, &subscribe(version, options), ReasonCode::MALFORMED_PACKET);
+        let error = fails(
+            version,
+            &subscribe(version, options),
+            ReasonCode::MALFORMED_PACKET,
+        );
         assert_eq!(error, DecodeError::SubscriptionOptionsReserved);
     }
     // QoS 3.
     for version in [V3, V5] {
-        let error = fails(version, &subscribe(version, 0x03), ReasonCode::PROTOCOL_ERROR);
+        let error = fails(
+            version,
+            &subscribe(version, 0x03),
+            ReasonCode::PROTOCOL_ERROR,
+        );
         assert_eq!(error, DecodeError::InvalidSubscriptionQos);
     }
     // 3.8.3.1: retain handling 3.
     let error = fails(V5, &subscribe(V5, 0x30), ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::InvalidRetainHandling);
     // [MQTT-3.8.3-4]: no local on a shared subscription.
-    let bytes = frame(0x82, &cat(&[b"\x00\x0a\x00", &string("$share/g/a"), b"\x04"]));
+    let bytes = frame(
+        0x82,
+        &cat(&[b"\x00\x0a\x00", &string("$share/g/a"), b"\x04"]),
+    );
     let error = fails(V5, &bytes, ReasonCode::PROTOCOL_ERROR);
     assert_eq!(error, DecodeError::NoLocalOnSharedSubscription);
     // Missing options byte after a filter.
@@ -1037,10 +1194,22 @@ fn subscription_options() {
 fn suback_checks() {
     let error = fails(V3, &[0x90, 0x02, 0x00, 0x0A], ReasonCode::MALFORMED_PACKET);
     assert_eq!(error, DecodeError::NoReasonCodes { packet: "SUBACK" });
-    fails(V5, &[0x90, 0x03, 0x00, 0x0A, 0x00], ReasonCode::MALFORMED_PACKET);
-    fails(V5, &[0xB0, 0x03, 0x00, 0x0A, 0x00], ReasonCode::MALFORMED_PACKET);
+    fails(
+        V5,
+        &[0x90, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
+    fails(
+        V5,
+        &[0xB0, 0x03, 0x00, 0x0A, 0x00],
+        ReasonCode::MALFORMED_PACKET,
+    );
     // 3.1.1 return codes are 0, 1, 2 and 0x80 only.
-    let error = fails(V3, &[0x90, 0x03, 0x00, 0x0A, 0x03], ReasonCode::MALFORMED_PACKET);
+    let error = fails(
+        V3,
+        &[0x90, 0x03, 0x00, 0x0A, 0x03],
+        ReasonCode::MALFORMED_PACKET,
+    );
     assert_eq!(
         error,
         DecodeError::InvalidReasonCode {
@@ -1048,7 +1217,11 @@ fn suback_checks() {
             code: 3
         }
     );
-    fails(V3, &[0x90, 0x03, 0x00, 0x0A, 0x87], ReasonCode::MALFORMED_PACKET);
+    fails(
+        V3,
+        &[0x90, 0x03, 0x00, 0x0A, 0x87],
+        ReasonCode::MALFORMED_PACKET,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1099,7 +1272,11 @@ fn unknown_property_is_malformed() {
         }
     );
     // A multi-byte identifier is unknown too.
-    fails(V5, &publish_with(b"\x80\x01\x00"), ReasonCode::MALFORMED_PACKET);
+    fails(
+        V5,
+        &publish_with(b"\x80\x01\x00"),
+        ReasonCode::MALFORMED_PACKET,
+    );
     // Identifier 0 is not a property.
     fails(V5, &publish_with(b"\x00"), ReasonCode::MALFORMED_PACKET);
 }
@@ -1160,26 +1337,35 @@ fn duplicate_property_is_a_protocol_error() {
     // A second subscription identifier in SUBSCRIBE (3.8.2.1.2).
     fails(
         V5,
-        &frame(0x82, &cat(&[b"\x00\x01\x04\x0b\x01\x0b\x02", &string("a"), b"\x00"])),
+        &frame(
+            0x82,
+            &cat(&[b"\x00\x01\x04\x0b\x01\x0b\x02", &string("a"), b"\x00"]),
+        ),
         ReasonCode::PROTOCOL_ERROR,
     );
     // Two reason strings in DISCONNECT.
     fails(
         V5,
-        &[0xE0, 0x0A, 0x00, 0x08, 0x1F, 0x00, 0x01, b'a', 0x1F, 0x00, 0x01, b'b'],
+        &[
+            0xE0, 0x0A, 0x00, 0x08, 0x1F, 0x00, 0x01, b'a', 0x1F, 0x00, 0x01, b'b',
+        ],
         ReasonCode::PROTOCOL_ERROR,
     );
     // User properties may repeat.
-    assert!(decode(V5, &publish_with(b"\x26\x00\x00\x00\x00\x26\x00\x00\x00\x00")).is_ok());
+    assert!(decode(
+        V5,
+        &publish_with(b"\x26\x00\x00\x00\x00\x26\x00\x00\x00\x00")
+    )
+    .is_ok());
 }
 
 #[test]
 fn property_values_out_of_range() {
     for (properties, id) in [
-        (&b"\x03\x21\x00\x00"[..], 0x21), // receive maximum 0
+        (&b"\x03\x21\x00\x00"[..], 0x21),    // receive maximum 0
         (b"\x05\x27\x00\x00\x00\x00", 0x27), // maximum packet size 0
-        (b"\x02\x19\x02", 0x19), // request response information 2
-        (b"\x02\x17\x02", 0x17), // request problem information 2
+        (b"\x02\x19\x02", 0x19),             // request response information 2
+        (b"\x02\x17\x02", 0x17),             // request problem information 2
         (b"\x02\x17\xff", 0x17),
         (b"\x07\x26\x00\x00\x00\x00\x19\x05", 0x19), // after a user property
     ] {
@@ -1199,7 +1385,11 @@ fn property_values_out_of_range() {
     // Payload format indicator 2, in PUBLISH and in the will.
     fails(V5, &publish_with(b"\x01\x02"), ReasonCode::PROTOCOL_ERROR);
     let payload = cat(&[&string("c"), b"\x02\x01\x02", &string("w"), b"\x00\x00"]);
-    fails(V5, &connect_v5(0x06, b"\x00", &payload), ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &connect_v5(0x06, b"\x00", &payload),
+        ReasonCode::PROTOCOL_ERROR,
+    );
     // CONNACK: maximum QoS 2, receive maximum 0, retain available 2,
     // wildcard / subscription identifier / shared subscription available 2.
     for properties in [
@@ -1217,7 +1407,10 @@ fn property_values_out_of_range() {
     // Subscription identifier 0, in SUBSCRIBE and in PUBLISH.
     let error = fails(
         V5,
-        &frame(0x82, &cat(&[b"\x00\x01\x02\x0b\x00", &string("a"), b"\x00"])),
+        &frame(
+            0x82,
+            &cat(&[b"\x00\x01\x02\x0b\x00", &string("a"), b"\x00"]),
+        ),
         ReasonCode::PROTOCOL_ERROR,
     );
     assert_eq!(
@@ -1229,13 +1422,21 @@ fn property_values_out_of_range() {
     );
     fails(V5, &publish_with(b"\x0b\x00"), ReasonCode::PROTOCOL_ERROR);
     // A response topic with a wildcard ([MQTT-3.3.2-14]).
-    fails(V5, &publish_with(b"\x08\x00\x01#"), ReasonCode::PROTOCOL_ERROR);
+    fails(
+        V5,
+        &publish_with(b"\x08\x00\x01#"),
+        ReasonCode::PROTOCOL_ERROR,
+    );
 }
 
 #[test]
 fn topic_alias_zero() {
     // [MQTT-3.3.2-8]
-    let error = fails(V5, &publish_with(b"\x23\x00\x00"), ReasonCode::TOPIC_ALIAS_INVALID);
+    let error = fails(
+        V5,
+        &publish_with(b"\x23\x00\x00"),
+        ReasonCode::TOPIC_ALIAS_INVALID,
+    );
     assert_eq!(error, DecodeError::TopicAliasZero);
 }
 
