@@ -768,6 +768,7 @@ impl Broker {
                 };
                 let existed = inner.subscriptions.insert(filter.clone(), record.clone()).is_some();
                 reason_codes.push(ReasonCode::granted(granted));
+                tracing::debug!(client_id = %entry.client_id, %filter, qos = granted.as_u8(), "subscribed");
                 // [MQTT-3.8.4-4]/[MQTT-3.3.1-9..11]: retained messages per Retain Handling;
                 // none for shared subscriptions.
                 let send_retained = !shared

@@ -259,12 +259,11 @@ async fn incoming_qos2_is_delivered_once_despite_retransmission() {
         .send(incoming("t", QoS::ExactlyOnce, Some(5), "once"))
         .await;
     assert_eq!(server.receive().await, Packet::PubRec(Ack::new(5)));
-    let mut again = Publish {
+    let again = Publish {
         dup: true,
         packet_id: Some(5),
         ..message("t", QoS::ExactlyOnce, "once")
     };
-    again.dup = true;
     server.send(Packet::Publish(again)).await;
     assert_eq!(server.receive().await, Packet::PubRec(Ack::new(5)));
     server.send(Packet::PubRel(Ack::new(5))).await;

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use rand::Rng as _;
 use switchboard_codec::{ConnAck, Disconnect, ProtocolVersion, QoS, ReasonCode, Will};
@@ -89,7 +89,7 @@ pub struct ConnectArgs {
     /// Keep the session: connect without clean start/clean session (needs a fixed -i).
     #[arg(short = 'c', long = "disable-clean-session")]
     pub disable_clean_session: bool,
-    /// MQTT 5 session expiry in seconds after disconnecting; -1 or inf = never [default: -1 with -c, else 0].
+    /// MQTT 5 session expiry in seconds after disconnecting; -1 = never [default: -1 with -c, else 0].
     #[arg(short = 'x', long = "session-expiry", value_name = "SECS", allow_hyphen_values = true, value_parser = parse_session_expiry)]
     pub session_expiry: Option<u32>,
     /// User name.
@@ -478,14 +478,16 @@ pub(crate) fn deadline_after(secs: Option<u64>) -> Option<Instant> {
 }
 
 /// Runs a blocking read (a file, standard input) off the async threads.
+/// A failure is one line: `what: reason`.
 pub(crate) async fn read_blocking<T: Send + 'static>(
     what: String,
     read: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .context("reading input")?
-        .with_context(|| what)
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(anyhow!("{what}: {error}")),
+        Err(error) => Err(anyhow!("{what}: {error}")),
+    }
 }
 
 #[cfg(test)]

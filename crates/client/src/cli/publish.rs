@@ -1,9 +1,8 @@
 //! `switchboard pub`: publish one message, or one per line of standard input.
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use clap::ArgAction;
 use switchboard_codec::{Publish, QoS};
@@ -162,36 +161,37 @@ pub async fn run_pub(args: PubArgs) -> anyhow::Result<()> {
 }
 
 /// Reads standard input on a plain thread (a blocked read there does not
-/// hold up the runtime's shutdown), one message per line without its line
-/// ending.
+/// hold up the runtime's shutdown).
 fn spawn_stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
     let (sender, receiver) = mpsc::channel(LINE_QUEUE);
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        let mut input = stdin.lock();
-        loop {
-            let mut line = Vec::new();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
+    std::thread::spawn(move || read_lines(std::io::stdin().lock(), &sender));
+    receiver
+}
+
+/// Sends each line of `input` without its line ending (`\n` or `\r\n`),
+/// until the end of input, a read error (sent too) or a closed receiver.
+fn read_lines(mut input: impl std::io::BufRead, sender: &mpsc::Sender<std::io::Result<Vec<u8>>>) {
+    loop {
+        let mut line = Vec::new();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
                         line.pop();
-                        if line.last() == Some(&b'\r') {
-                            line.pop();
-                        }
-                    }
-                    if sender.blocking_send(Ok(line)).is_err() {
-                        break;
                     }
                 }
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(error));
+                if sender.blocking_send(Ok(line)).is_err() {
                     break;
                 }
             }
+            Err(error) => {
+                let _ = sender.blocking_send(Err(error));
+                break;
+            }
         }
-    });
-    receiver
+    }
 }
 
 /// Publishes each line, keeping up to [`LINE_PIPELINE_DEPTH`] in flight.
@@ -203,7 +203,7 @@ async fn publish_lines(
     let topic = template.topic.clone();
     let mut in_flight = JoinSet::new();
     while let Some(line) = lines.recv().await {
-        let line = line.context("cannot read standard input")?;
+        let line = line.map_err(|error| anyhow!("cannot read standard input: {error}"))?;
         if line.is_empty() {
             continue;
         }
@@ -228,7 +228,8 @@ async fn wait_one(
     topic: &str,
 ) -> anyhow::Result<()> {
     match in_flight.join_next().await {
-        Some(joined) => check_outcome(topic, &joined.context("publish task failed")??),
+        Some(Ok(result)) => check_outcome(topic, &result?),
+        Some(Err(error)) => Err(anyhow!("publish task failed: {error}")),
         None => Ok(()),
     }
 }
@@ -236,8 +237,12 @@ async fn wait_one(
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use switchboard_codec::{Ack, ConnAck, Packet};
 
     use super::*;
+    use crate::cli::connect::random_hex;
+    use crate::test_support::FakeServer;
+    use crate::ClientOptions;
 
     #[derive(Debug, Parser)]
     #[command(disable_help_flag = true)]
@@ -324,6 +329,76 @@ mod tests {
         assert!(check_topic_name("").is_err());
         assert!(check_topic_name("a/+").is_err());
         assert!(check_topic_name("a/#").is_err());
+    }
+
+    #[test]
+    fn lines_lose_their_endings() {
+        let (sender, mut receiver) = mpsc::channel(8);
+        read_lines(&b"one\r\ntwo\n\nlast"[..], &sender);
+        let mut lines = Vec::new();
+        while let Ok(line) = receiver.try_recv() {
+            lines.push(line.unwrap());
+        }
+        assert_eq!(lines, vec![&b"one"[..], b"two", b"", b"last"]);
+    }
+
+    #[tokio::test]
+    async fn each_line_is_a_message_and_blank_lines_are_skipped() {
+        let (client_side, server_side) = tokio::io::duplex(64 * 1024);
+        let mut server = FakeServer::new(server_side);
+        let options = ClientOptions {
+            client_id: "lines".to_owned(),
+            keep_alive_secs: 0,
+            ..ClientOptions::default()
+        };
+        let (connected, _) = tokio::join!(
+            Client::connect_with_stream(client_side, options),
+            server.accept(ConnAck::default())
+        );
+        let (client, _) = connected.unwrap();
+        let (sender, lines) = mpsc::channel(8);
+        for line in ["first", "", "second"] {
+            sender.send(Ok(line.as_bytes().to_vec())).await.unwrap();
+        }
+        drop(sender);
+        let acknowledging = tokio::spawn(async move {
+            let mut payloads = Vec::new();
+            for _ in 0..2 {
+                let Packet::Publish(publish) = server.receive().await else {
+                    panic!("expected PUBLISH");
+                };
+                server
+                    .send(Packet::PubAck(Ack::new(publish.packet_id.unwrap())))
+                    .await;
+                payloads.push(publish.payload);
+            }
+            payloads
+        });
+        let template = Publish {
+            topic: "lines".to_owned(),
+            qos: QoS::AtLeastOnce,
+            ..Publish::default()
+        };
+        publish_lines(&client, template, lines).await.unwrap();
+        assert_eq!(
+            acknowledging.await.unwrap(),
+            vec![Bytes::from("first"), Bytes::from("second")]
+        );
+    }
+
+    #[tokio::test]
+    async fn file_payloads_are_read_whole_and_failures_are_one_line() {
+        let path = std::env::temp_dir().join(format!("switchboard-client-{}", random_hex(8)));
+        std::fs::write(&path, b"\x00binary\xff").unwrap();
+        let payload = read_payload(None, Some(&path), false).await;
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(&payload.unwrap()[..], b"\x00binary\xff");
+
+        let error = read_payload(None, Some(&path), false).await.unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("cannot read "), "{message}");
+        assert!(message.contains(": "), "{message}");
+        assert!(!message.contains('\n'), "{message}");
     }
 
     #[test]

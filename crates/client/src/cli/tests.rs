@@ -113,6 +113,22 @@ fn tools_mount_as_subcommands_with_dash_h_as_host() {
     }
 }
 
+#[test]
+fn dash_capital_v_stays_the_protocol_version_under_a_versioned_binary() {
+    #[derive(Debug, Parser)]
+    #[command(version, propagate_version = true)]
+    enum Binary {
+        Sub(SubArgs),
+    }
+    let Binary::Sub(args) = Binary::try_parse_from(["sb", "sub", "-V", "311", "-t", "a"]).unwrap();
+    assert_eq!(
+        args.connection.protocol_version,
+        switchboard_codec::ProtocolVersion::V3_1_1
+    );
+    let Binary::Sub(args) = Binary::try_parse_from(["sb", "sub", "-h", "host", "-t", "a"]).unwrap();
+    assert_eq!(args.connection.host, "host");
+}
+
 #[tokio::test]
 async fn pub_sends_the_message_and_disconnects() {
     let (listener, port) = listen().await;

@@ -24,7 +24,8 @@ pub struct Broker {
 impl Broker {
     pub fn start(extra: &[&str]) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--durability", "memory", "--log-level", "info"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--durability", "memory"])
+            .args(if extra.contains(&"--log-level") { &[][..] } else { &["--log-level", "info"][..] })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -55,6 +56,25 @@ impl Broker {
 
     pub fn port(&self) -> String {
         self.addr.port().to_string()
+    }
+
+    /// Waits until a log line contains every one of `needles` (start the broker
+    /// with `--log-level debug` to see per-client events such as "subscribed").
+    pub fn wait_for_log(&self, needles: &[&str]) {
+        let start = Instant::now();
+        loop {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| needles.iter().all(|needle| line.contains(needle)))
+            {
+                return;
+            }
+            assert!(start.elapsed() < GUARD, "no log line with {needles:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends SIGTERM.
@@ -103,6 +123,85 @@ fn require(program: &str) {
         found,
         "{program} is not installed: run the tests with scripts/test, which installs mosquitto-clients"
     );
+}
+
+/// Runs `switchboard <args>` (a client command) to completion against the broker and
+/// returns its exit status and stdout lines.
+pub fn switchboard(broker: &Broker, command: &str, args: &[&str]) -> (ExitStatus, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg(command)
+        .args(["-h", "127.0.0.1", "-p", &broker.port()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard client");
+    let stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let status = match wait_child(&mut child, GUARD) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            panic!("switchboard {command} {args:?} did not finish");
+        }
+    };
+    (status, reader.join().unwrap())
+}
+
+/// Starts `switchboard <command> <args>` in the background.
+pub fn switchboard_background(broker: &Broker, command: &str, args: &[&str]) -> Background {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg(command)
+        .args(["-h", "127.0.0.1", "-p", &broker.port()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard client");
+    let stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    Background { child, reader: Some(reader) }
+}
+
+/// A client command running in the background.
+pub struct Background {
+    child: Child,
+    reader: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+impl Background {
+    /// Waits for it to exit by itself; returns its status and stdout lines.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        let status = wait_child(&mut self.child, GUARD).expect("client did not exit");
+        let lines = self.reader.take().unwrap().join().unwrap();
+        (status, lines)
+    }
+
+    /// SIGKILL, then what it printed.
+    pub fn kill(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs a Mosquitto client to completion against the broker and returns its
