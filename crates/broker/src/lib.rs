@@ -27,8 +27,7 @@ use switchboard_codec::{
     SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 use switchboard_session::{
-    ClientParams, Delivery, EnqueueOutcome, Message, Session, SessionLimits,
-    SharedMessage,
+    ClientParams, Delivery, EnqueueOutcome, Message, Session, SessionLimits, SharedMessage,
 };
 use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
 use tokio::sync::mpsc;
@@ -194,7 +193,11 @@ impl Broker {
     /// identifier, takes over an existing connection (race-free: the registry
     /// lock serialises every CONNECT), resumes or replaces the session, and
     /// attaches the new connection.
-    pub fn connect(&self, request: ConnectRequest<'_>, now: Instant) -> Result<Connected, ReasonCode> {
+    pub fn connect(
+        &self,
+        request: ConnectRequest<'_>,
+        now: Instant,
+    ) -> Result<Connected, ReasonCode> {
         let connect = request.connect;
         let version = connect.protocol;
         let mut assigned_client_id = None;
@@ -219,7 +222,8 @@ impl Broker {
             }
             let id = format!(
                 "auto-{:016x}",
-                self.next_generation.load(Ordering::Relaxed) ^ 0x5bd1_e995_0000_0000
+                self.next_generation.load(Ordering::Relaxed)
+                    ^ 0x5bd1_e995_0000_0000
                     ^ (now.duration_since(self.started).as_nanos() as u64)
             );
             assigned_client_id = Some(id.clone());
@@ -277,6 +281,9 @@ impl Broker {
                         .control
                         .try_send(Control::Disconnect(ReasonCode::SESSION_TAKEN_OVER));
                     Metrics::incr(&self.metrics.takeovers);
+                    // The old connection counts as gone now: its own `disconnected` call
+                    // will see another generation attached and do nothing.
+                    Metrics::decr(&self.metrics.connections_current);
                     inner.session.detach();
                     for delivery in inner.session.take_shared() {
                         deferred.redeliver.push((old.key, delivery));
@@ -335,7 +342,7 @@ impl Broker {
                             ended: false,
                         },
                     ));
-                    registry.by_client_id.insert(client_id.clone(), entry.clone());
+                    registry.by_client_id.insert(client_id, entry.clone());
                     registry.by_key.insert(key, entry.clone());
                     entry
                 }
@@ -367,7 +374,13 @@ impl Broker {
     /// A connection ended. Publishes or schedules the will, and ends the session
     /// now or schedules its expiry. Does nothing if `generation` is no longer the
     /// session's connection (it was taken over, and the takeover did all this).
-    pub fn disconnected(&self, entry: &Arc<SessionEntry>, generation: u64, reason: CloseReason, now: Instant) {
+    pub fn disconnected(
+        &self,
+        entry: &Arc<SessionEntry>,
+        generation: u64,
+        reason: CloseReason,
+        now: Instant,
+    ) {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
@@ -380,7 +393,8 @@ impl Broker {
             Metrics::decr(&self.metrics.connections_current);
             inner.session.detach();
             match reason {
-                CloseReason::Normal { session_expiry } | CloseReason::WithWill { session_expiry } => {
+                CloseReason::Normal { session_expiry }
+                | CloseReason::WithWill { session_expiry } => {
                     if let Some(expiry) = session_expiry {
                         inner.session_expiry = expiry.min(self.settings.max_session_expiry);
                     }
@@ -388,7 +402,8 @@ impl Broker {
                 CloseReason::Abnormal | CloseReason::Shutdown => {}
             }
             let will = inner.will.take();
-            let publish_will = matches!(reason, CloseReason::WithWill { .. } | CloseReason::Abnormal);
+            let publish_will =
+                matches!(reason, CloseReason::WithWill { .. } | CloseReason::Abnormal);
             if let (Some(will), true) = (will, publish_will) {
                 let delay = will_delay(&will, inner.session_expiry);
                 if delay == 0 {
@@ -396,7 +411,9 @@ impl Broker {
                 } else {
                     let at = now + Duration::from_secs(u64::from(delay));
                     inner.pending_will = Some((at, will));
-                    self.timers.lock().insert((at, entry.key, TimerKind::WillDelay));
+                    self.timers
+                        .lock()
+                        .insert((at, entry.key, TimerKind::WillDelay));
                 }
             }
             // A departing shared-subscription member's unacknowledged messages go to
@@ -413,7 +430,9 @@ impl Broker {
             } else if inner.session_expiry != u32::MAX {
                 let at = now + Duration::from_secs(u64::from(inner.session_expiry));
                 inner.expires_at = Some(at);
-                self.timers.lock().insert((at, entry.key, TimerKind::SessionExpiry));
+                self.timers
+                    .lock()
+                    .insert((at, entry.key, TimerKind::SessionExpiry));
             }
         }
         self.run_deferred(deferred, now);
@@ -436,7 +455,11 @@ impl Broker {
         for delivery in inner.session.clear() {
             deferred.redeliver.push((entry.key, delivery));
         }
-        inner.subscriptions.drain().map(|(filter, _)| filter).collect()
+        inner
+            .subscriptions
+            .drain()
+            .map(|(filter, _)| filter)
+            .collect()
     }
 
     fn remove_from_index(&self, removals: &[(SessionKey, Vec<String>)]) {
@@ -498,7 +521,11 @@ impl Broker {
                 let mut inner = entry.inner.lock();
                 match kind {
                     TimerKind::WillDelay => {
-                        if inner.pending_will.as_ref().is_some_and(|(due_at, _)| *due_at == at) {
+                        if inner
+                            .pending_will
+                            .as_ref()
+                            .is_some_and(|(due_at, _)| *due_at == at)
+                        {
                             if let Some((_, will)) = inner.pending_will.take() {
                                 deferred.wills.push((will, inner.version));
                             }
@@ -507,7 +534,8 @@ impl Broker {
                     TimerKind::SessionExpiry => {
                         if inner.connection.is_none() && inner.expires_at == Some(at) {
                             Metrics::incr(&self.metrics.sessions_expired);
-                            let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
+                            let filters =
+                                self.end_session_locked(&entry, &mut inner, &mut deferred);
                             drop(inner);
                             registry.by_client_id.remove(&entry.client_id);
                             registry.by_key.remove(&key);
@@ -523,7 +551,12 @@ impl Broker {
     /// Routes one message: updates the retained store if it carries RETAIN, then
     /// hands a delivery to every matching session. Returns the number of sessions
     /// it was handed to.
-    pub fn publish(&self, origin: Option<SessionKey>, message: SharedMessage, now: Instant) -> usize {
+    pub fn publish(
+        &self,
+        origin: Option<SessionKey>,
+        message: SharedMessage,
+        now: Instant,
+    ) -> usize {
         if message.retain {
             self.store_retained(&message);
         }
@@ -552,7 +585,12 @@ impl Broker {
                         qos: message.qos.min(subscriber.options.qos),
                         retain: subscriber.options.retain_as_published && message.retain,
                         identifiers: subscriber.identifier.into_iter().collect(),
-                        shared_group: Some(subscriber.shared_filter.clone().unwrap_or_else(|| Arc::from(shared.group()))),
+                        shared_group: Some(
+                            subscriber
+                                .shared_filter
+                                .clone()
+                                .unwrap_or_else(|| Arc::from(shared.group())),
+                        ),
                     });
                 }
             }
@@ -603,7 +641,11 @@ impl Broker {
             let outcome = inner.session.enqueue(delivery, now);
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
-            (outcome, inner.connection.is_some(), inner.session.take_drops())
+            (
+                outcome,
+                inner.connection.is_some(),
+                inner.session.take_drops(),
+            )
         };
         if !drops.is_empty() {
             self.metrics.record_drops(&drops);
@@ -664,8 +706,10 @@ impl Broker {
         let replaced = retained.tree.get(&message.topic).map(|old| old.size());
         let count_after = retained.tree.len() + usize::from(replaced.is_none());
         let bytes_after = retained.bytes + size - replaced.unwrap_or(0);
-        if (self.settings.max_retained_messages > 0 && count_after > self.settings.max_retained_messages)
-            || (self.settings.max_retained_bytes > 0 && bytes_after > self.settings.max_retained_bytes)
+        if (self.settings.max_retained_messages > 0
+            && count_after > self.settings.max_retained_messages)
+            || (self.settings.max_retained_bytes > 0
+                && bytes_after > self.settings.max_retained_bytes)
         {
             Metrics::incr(&self.metrics.retained_refused);
             tracing::warn!(topic = %message.topic, "retained store full; message not retained");
@@ -683,7 +727,10 @@ impl Broker {
     /// Retained messages whose topic matches `filter`, at most `limit` (0 = all).
     pub fn retained_matching(&self, filter: &str, limit: usize) -> Vec<SharedMessage> {
         let retained = self.retained.read();
-        let matching = retained.tree.matching(filter).map(|(_, message)| message.clone());
+        let matching = retained
+            .tree
+            .matching(filter)
+            .map(|(_, message)| message.clone());
         if limit == 0 {
             matching.collect()
         } else {
@@ -726,14 +773,15 @@ impl Broker {
                 _ => return Err(ReasonCode::SESSION_TAKEN_OVER),
             }
             for (filter, options) in &subscribe.filters {
-                let kind = match switchboard_topic::parse_filter(filter, &self.settings.topic_limits) {
-                    Ok(kind) => kind,
-                    Err(_) => {
-                        Metrics::incr(&self.metrics.subscriptions_refused);
-                        reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
-                        continue;
-                    }
-                };
+                let kind =
+                    match switchboard_topic::parse_filter(filter, &self.settings.topic_limits) {
+                        Ok(kind) => kind,
+                        Err(_) => {
+                            Metrics::incr(&self.metrics.subscriptions_refused);
+                            reason_codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                            continue;
+                        }
+                    };
                 let (shared, plain_filter) = match kind {
                     FilterKind::Plain(f) => (false, f),
                     FilterKind::Shared { filter: f, .. } => (true, f),
@@ -763,10 +811,16 @@ impl Broker {
                 }
                 let granted = options.qos.min(self.settings.maximum_qos);
                 let record = SubscriptionRecord {
-                    options: SubscriptionOptions { qos: granted, ..*options },
+                    options: SubscriptionOptions {
+                        qos: granted,
+                        ..*options
+                    },
                     identifier: subscribe.subscription_identifier,
                 };
-                let existed = inner.subscriptions.insert(filter.clone(), record.clone()).is_some();
+                let existed = inner
+                    .subscriptions
+                    .insert(filter.clone(), record.clone())
+                    .is_some();
                 reason_codes.push(ReasonCode::granted(granted));
                 tracing::debug!(client_id = %entry.client_id, %filter, qos = granted.as_u8(), "subscribed");
                 // [MQTT-3.8.4-4]/[MQTT-3.3.1-9..11]: retained messages per Retain Handling;
@@ -793,7 +847,10 @@ impl Broker {
                     shared_filter: None,
                 };
                 match switchboard_topic::parse_filter(&filter, &self.settings.topic_limits) {
-                    Ok(FilterKind::Shared { group, filter: inner_filter }) => {
+                    Ok(FilterKind::Shared {
+                        group,
+                        filter: inner_filter,
+                    }) => {
                         subscriber.shared_filter = Some(Arc::from(filter.as_str()));
                         index.insert_shared(group, inner_filter, entry.key, subscriber);
                     }
@@ -805,7 +862,8 @@ impl Broker {
             }
         }
         for (filter, options) in retained_requests {
-            let messages = self.retained_matching(&filter, self.settings.max_retained_per_subscribe);
+            let messages =
+                self.retained_matching(&filter, self.settings.max_retained_per_subscribe);
             for message in messages {
                 if message.expires_at.is_some_and(|at| at <= now) {
                     continue;
@@ -815,7 +873,10 @@ impl Broker {
                     // [MQTT-3.3.1-8] (3.1.1), [MQTT-3.3.1-9] (5.0): RETAIN set when sent
                     // because of a new subscription.
                     retain: true,
-                    subscription_identifiers: subscribe.subscription_identifier.into_iter().collect(),
+                    subscription_identifiers: subscribe
+                        .subscription_identifier
+                        .into_iter()
+                        .collect(),
                     shared_group: None,
                     message,
                 };
@@ -868,7 +929,12 @@ impl Broker {
 
     /// Every session, for listings.
     pub fn sessions(&self) -> Vec<Arc<SessionEntry>> {
-        self.registry.lock().by_client_id.values().cloned().collect()
+        self.registry
+            .lock()
+            .by_client_id
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn session(&self, client_id: &str) -> Option<Arc<SessionEntry>> {
@@ -882,7 +948,10 @@ impl Broker {
         };
         let inner = entry.inner.lock();
         match &inner.connection {
-            Some(attached) => attached.control.try_send(Control::Disconnect(reason)).is_ok(),
+            Some(attached) => attached
+                .control
+                .try_send(Control::Disconnect(reason))
+                .is_ok(),
             None => false,
         }
     }

@@ -22,14 +22,38 @@ pub(crate) fn publish(broker: &Broker, now: Instant) {
         ("$SYS/broker/version", VERSION.to_string()),
         ("$SYS/broker/uptime", format!("{uptime} seconds")),
         ("$SYS/broker/clients/connected", connected.to_string()),
-        ("$SYS/broker/clients/disconnected", sessions.saturating_sub(connected).to_string()),
-        ("$SYS/broker/clients/total", sessions.max(connected).to_string()),
-        ("$SYS/broker/messages/received", Metrics::get(&metrics.messages_received).to_string()),
-        ("$SYS/broker/messages/sent", Metrics::get(&metrics.messages_sent).to_string()),
-        ("$SYS/broker/bytes/received", Metrics::get(&metrics.bytes_received).to_string()),
-        ("$SYS/broker/bytes/sent", Metrics::get(&metrics.bytes_sent).to_string()),
-        ("$SYS/broker/subscriptions/count", broker.subscription_count().to_string()),
-        ("$SYS/broker/retained messages/count", broker.retained_count().to_string()),
+        (
+            "$SYS/broker/clients/disconnected",
+            sessions.saturating_sub(connected).to_string(),
+        ),
+        (
+            "$SYS/broker/clients/total",
+            sessions.max(connected).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/received",
+            Metrics::get(&metrics.messages_received).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/sent",
+            Metrics::get(&metrics.messages_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/received",
+            Metrics::get(&metrics.bytes_received).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/sent",
+            Metrics::get(&metrics.bytes_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/subscriptions/count",
+            broker.subscription_count().to_string(),
+        ),
+        (
+            "$SYS/broker/retained messages/count",
+            broker.retained_count().to_string(),
+        ),
         (
             "$SYS/broker/messages/dropped",
             (Metrics::get(&metrics.dropped_queue_full)

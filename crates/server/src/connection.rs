@@ -59,8 +59,12 @@ impl Close {
     }
 }
 
-pub(crate) async fn run<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, cancel: CancellationToken)
-where
+pub(crate) async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -133,7 +137,12 @@ where
     };
     tracing::debug!(%peer, client_id = %connected.entry.client_id(), ?version, session_present = connected.session_present, "connected");
     let connack = connack_for(&shared, &connect, &connected);
-    push(&mut write_buffer, &Packet::ConnAck(connack), version, metrics);
+    push(
+        &mut write_buffer,
+        &Packet::ConnAck(connack),
+        version,
+        metrics,
+    );
     for packet in &connected.resend {
         push(&mut write_buffer, packet, version, metrics);
     }
@@ -146,13 +155,24 @@ where
         keep_alive: KeepAlive::new(connected.keep_alive, now()),
         aliases: InboundAliases::new(shared.options.broker.topic_alias_maximum),
         session_expiry_was_zero: connected.session_expiry == 0,
-        request_problem_information: connect.properties.request_problem_information.unwrap_or(true),
+        request_problem_information: connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true),
         outgoing: Vec::with_capacity(POLL_BATCH),
     };
     drop(connect);
 
     let close = connection
-        .serve(&mut reader, &mut writer, &mut read_buffer, &mut write_buffer, &mut decoder, control, &cancel)
+        .serve(
+            &mut reader,
+            &mut writer,
+            &mut read_buffer,
+            &mut write_buffer,
+            &mut decoder,
+            control,
+            &cancel,
+        )
         .await;
 
     // Tell the broker before the (up to CLOSE_FLUSH_TIMEOUT) flush and the close: a
@@ -168,7 +188,12 @@ where
         if !connection.request_problem_information {
             disconnect.reason_string = None;
         }
-        push(&mut write_buffer, &Packet::Disconnect(disconnect), version, metrics);
+        push(
+            &mut write_buffer,
+            &Packet::Disconnect(disconnect),
+            version,
+            metrics,
+        );
     }
     if !write_buffer.is_empty() {
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&write_buffer)).await;
@@ -255,8 +280,10 @@ fn connack_for(shared: &Shared, connect: &Connect, connected: &Connected) -> Con
         }
         if connect.properties.request_response_information == Some(true) {
             // A per-client prefix under which the client may put its response topics.
-            properties.response_information =
-                Some(format!("switchboard/response/{}", connected.entry.client_id()));
+            properties.response_information = Some(format!(
+                "switchboard/response/{}",
+                connected.entry.client_id()
+            ));
         }
     }
     ConnAck {
@@ -275,7 +302,10 @@ fn push(out: &mut BytesMut, packet: &Packet, version: ProtocolVersion, metrics: 
             Metrics::add(&metrics.bytes_sent, (out.len() - before) as u64);
             if let Packet::Publish(publish) = packet {
                 Metrics::incr(&metrics.messages_sent);
-                if let Some(counter) = metrics.publish_sent_by_qos.get(usize::from(publish.qos.as_u8())) {
+                if let Some(counter) = metrics
+                    .publish_sent_by_qos
+                    .get(usize::from(publish.qos.as_u8()))
+                {
                     Metrics::incr(counter);
                 }
             }
@@ -329,7 +359,10 @@ impl Connection {
                     return close;
                 }
             }
-            let deadline = self.keep_alive.deadline().map(tokio::time::Instant::from_std);
+            let deadline = self
+                .keep_alive
+                .deadline()
+                .map(tokio::time::Instant::from_std);
             let reading = write_buffer.len() < WRITE_HIGH_WATER;
             tokio::select! {
                 biased;
@@ -356,7 +389,6 @@ impl Connection {
                         Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
                         Ok(n) => {
                             Metrics::add(&metrics.bytes_received, n as u64);
-                            self.keep_alive.on_activity(now());
                             if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
                                 return close;
                             }
@@ -377,9 +409,9 @@ impl Connection {
     fn pull_messages(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
         let metrics = self.shared.broker.metrics();
         self.outgoing.clear();
-        let drops = self
-            .entry
-            .poll_publishes(self.generation, now(), POLL_BATCH, &mut self.outgoing);
+        let drops =
+            self.entry
+                .poll_publishes(self.generation, now(), POLL_BATCH, &mut self.outgoing);
         match drops {
             None => {
                 return Err(Close {
@@ -390,7 +422,12 @@ impl Connection {
             Some(drops) => metrics.record_drops(&drops),
         }
         for publish in self.outgoing.drain(..) {
-            push(write_buffer, &Packet::Publish(publish), self.version, metrics);
+            push(
+                write_buffer,
+                &Packet::Publish(publish),
+                self.version,
+                metrics,
+            );
         }
         Ok(())
     }
@@ -403,7 +440,13 @@ impl Connection {
     ) -> Result<(), Close> {
         loop {
             match decoder.decode(read_buffer) {
-                Ok(Some(packet)) => self.handle_packet(packet, write_buffer)?,
+                Ok(Some(packet)) => {
+                    // Keep alive counts whole control packets ([MQTT-3.1.2-22] v5,
+                    // [MQTT-3.1.2-24] 3.1.1): bytes of an unfinished packet trickled in
+                    // slowly must not hold the connection open.
+                    self.keep_alive.on_activity(now());
+                    self.handle_packet(packet, write_buffer)?;
+                }
                 Ok(None) => return Ok(()),
                 Err(error) => {
                     Metrics::incr(&self.shared.broker.metrics().protocol_errors);
@@ -415,11 +458,19 @@ impl Connection {
     }
 
     fn reply(&self, write_buffer: &mut BytesMut, packet: Packet) {
-        push(write_buffer, &packet, self.version, self.shared.broker.metrics());
+        push(
+            write_buffer,
+            &packet,
+            self.version,
+            self.shared.broker.metrics(),
+        );
     }
 
     /// The session lock for this connection, or a close if the session was taken over.
-    fn session<R>(&self, f: impl FnOnce(&mut switchboard_session::Session) -> R) -> Result<R, Close> {
+    fn session<R>(
+        &self,
+        f: impl FnOnce(&mut switchboard_session::Session) -> R,
+    ) -> Result<R, Close> {
         self.entry.with_session(self.generation, f).ok_or(Close {
             send: None,
             reason: CloseReason::Abnormal,
@@ -453,8 +504,15 @@ impl Connection {
             }
             Packet::PubRel(ack) => {
                 let code = self.session(|s| s.handle_pubrel(ack.packet_id))?;
-                let code = if self.version.is_v5() { code } else { ReasonCode::SUCCESS };
-                self.reply(write_buffer, Packet::PubComp(Ack::with_reason(ack.packet_id, code)));
+                let code = if self.version.is_v5() {
+                    code
+                } else {
+                    ReasonCode::SUCCESS
+                };
+                self.reply(
+                    write_buffer,
+                    Packet::PubComp(Ack::with_reason(ack.packet_id, code)),
+                );
                 Ok(())
             }
             Packet::PubComp(ack) => {
@@ -478,7 +536,9 @@ impl Connection {
                 Ok(())
             }
             Packet::Disconnect(disconnect) => {
-                if self.session_expiry_was_zero && disconnect.session_expiry_interval.is_some_and(|e| e > 0) {
+                if self.session_expiry_was_zero
+                    && disconnect.session_expiry_interval.is_some_and(|e| e > 0)
+                {
                     // [MQTT-3.14.2-2]
                     return Err(Close::protocol(ReasonCode::PROTOCOL_ERROR));
                 }
@@ -504,12 +564,19 @@ impl Connection {
         }
     }
 
-    fn handle_publish(&mut self, mut publish: Publish, write_buffer: &mut BytesMut) -> Result<(), Close> {
+    fn handle_publish(
+        &mut self,
+        mut publish: Publish,
+        write_buffer: &mut BytesMut,
+    ) -> Result<(), Close> {
         let broker = self.shared.broker.clone();
         let settings = &self.shared.options.broker;
         let metrics = broker.metrics();
         Metrics::incr(&metrics.messages_received);
-        if let Some(counter) = metrics.publish_received_by_qos.get(usize::from(publish.qos.as_u8())) {
+        if let Some(counter) = metrics
+            .publish_received_by_qos
+            .get(usize::from(publish.qos.as_u8()))
+        {
             Metrics::incr(counter);
         }
         if self.version.is_v5() {
@@ -517,7 +584,9 @@ impl Connection {
                 // [MQTT-3.3.4-6]: only the server puts Subscription Identifiers in a PUBLISH.
                 return Err(Close::protocol(ReasonCode::PROTOCOL_ERROR));
             }
-            self.aliases.resolve(&mut publish).map_err(Close::protocol)?;
+            self.aliases
+                .resolve(&mut publish)
+                .map_err(Close::protocol)?;
         }
         if switchboard_topic::validate_topic_name(&publish.topic, &settings.topic_limits).is_err() {
             return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID));
@@ -532,15 +601,29 @@ impl Connection {
         }
         let packet_id = publish.packet_id.unwrap_or(0);
         // [MQTT-3.3.2-4]: a payload declared UTF-8 that is not.
-        if publish.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&publish.payload).is_err() {
+        if publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
             return match publish.qos {
                 QoS::AtMostOnce => Err(Close::protocol(ReasonCode::PAYLOAD_FORMAT_INVALID)),
                 QoS::AtLeastOnce => {
-                    self.reply(write_buffer, Packet::PubAck(Ack::with_reason(packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID)));
+                    self.reply(
+                        write_buffer,
+                        Packet::PubAck(Ack::with_reason(
+                            packet_id,
+                            ReasonCode::PAYLOAD_FORMAT_INVALID,
+                        )),
+                    );
                     Ok(())
                 }
                 QoS::ExactlyOnce => {
-                    self.reply(write_buffer, Packet::PubRec(Ack::with_reason(packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID)));
+                    self.reply(
+                        write_buffer,
+                        Packet::PubRec(Ack::with_reason(
+                            packet_id,
+                            ReasonCode::PAYLOAD_FORMAT_INVALID,
+                        )),
+                    );
                     Ok(())
                 }
             };
@@ -576,8 +659,14 @@ impl Connection {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.reply(write_buffer, Packet::PubAck(Ack::with_reason(packet_id, code))),
-            QoS::ExactlyOnce => self.reply(write_buffer, Packet::PubRec(Ack::with_reason(packet_id, code))),
+            QoS::AtLeastOnce => self.reply(
+                write_buffer,
+                Packet::PubAck(Ack::with_reason(packet_id, code)),
+            ),
+            QoS::ExactlyOnce => self.reply(
+                write_buffer,
+                Packet::PubRec(Ack::with_reason(packet_id, code)),
+            ),
         }
         Ok(())
     }

@@ -114,7 +114,9 @@ impl Server {
                 address: listener_options.address,
                 source,
             };
-            let listener = TcpListener::bind(listener_options.address).await.map_err(bind_error)?;
+            let listener = TcpListener::bind(listener_options.address)
+                .await
+                .map_err(bind_error)?;
             let local_addr = listener.local_addr().map_err(bind_error)?;
             listeners.push(BoundListener {
                 options: listener_options.clone(),
@@ -122,7 +124,10 @@ impl Server {
                 local_addr,
             });
         }
-        let broker = Arc::new(Broker::new(options.broker.clone(), tokio::time::Instant::now().into_std()));
+        let broker = Arc::new(Broker::new(
+            options.broker.clone(),
+            tokio::time::Instant::now().into_std(),
+        ));
         Ok(Server {
             shared: Arc::new(Shared { broker, options }),
             listeners,
@@ -199,7 +204,8 @@ impl RunningServer {
         let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
         let shared = self.shared.clone();
         let cancel = self.cancel.child_token();
-        self.tracker.spawn(connection::run(server, peer, shared, cancel));
+        self.tracker
+            .spawn(connection::run(server, peer, shared, cancel));
         client
     }
 
@@ -209,7 +215,10 @@ impl RunningServer {
         tracing::info!("shutting down: closing listeners and connections");
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
         }
     }
@@ -250,10 +259,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let permits = (
-            acquire(&global_limit),
-            acquire(&listener_limit),
-        );
+        let permits = (acquire(&global_limit), acquire(&listener_limit));
         let permits = match permits {
             (Ok(global), Ok(local)) => (global, local),
             _ => {
@@ -273,10 +279,16 @@ async fn accept_loop(
     }
 }
 
-fn acquire(limit: &Option<Arc<Semaphore>>) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+fn acquire(
+    limit: &Option<Arc<Semaphore>>,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
     match limit {
         None => Ok(None),
-        Some(semaphore) => semaphore.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        Some(semaphore) => semaphore
+            .clone()
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| ()),
     }
 }
 

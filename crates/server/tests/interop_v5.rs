@@ -6,8 +6,8 @@ mod support;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, Filter, LastWill, LastWillProperties, Packet, PubAckReason, PublishProperties,
-    RetainForwardRule, SubscribeProperties, SubscribeReasonCode, UnsubAckReason,
+    ConnectReturnCode, Filter, LastWill, LastWillProperties, Packet, PubAckReason,
+    PublishProperties, RetainForwardRule, SubscribeProperties, SubscribeReasonCode, UnsubAckReason,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::Event;
@@ -29,7 +29,9 @@ async fn connack_announces_the_server_limits() {
     let (client, connack) = V5::connect(v5_options(&server, "v5-connect")).await;
     assert_eq!(connack.code, ConnectReturnCode::Success);
     assert!(!connack.session_present);
-    let properties = connack.properties.expect("a v5 CONNACK from this server has properties");
+    let properties = connack
+        .properties
+        .expect("a v5 CONNACK from this server has properties");
     assert_eq!(properties.receive_max, Some(64));
     assert_eq!(properties.topic_alias_max, Some(10));
     assert_eq!(properties.max_packet_size, Some(1024 * 1024));
@@ -48,10 +50,15 @@ async fn round_trip(qos: QoS) {
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-sub")).await;
     let suback = subscriber.subscribe("interop/v5/+", QoS::ExactlyOnce).await;
     // [MQTT-3.8.4-7] [MQTT-3.9.3-2]: the granted QoS.
-    assert_eq!(suback.return_codes, vec![SubscribeReasonCode::Success(QoS::ExactlyOnce)]);
+    assert_eq!(
+        suback.return_codes,
+        vec![SubscribeReasonCode::Success(QoS::ExactlyOnce)]
+    );
 
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-pub")).await;
-    publisher.publish("interop/v5/qos", qos, false, format!("at {qos:?}")).await;
+    publisher
+        .publish("interop/v5/qos", qos, false, format!("at {qos:?}"))
+        .await;
 
     let publish = subscriber.recv_publish().await;
     // [MQTT-3.3.2-3]
@@ -95,17 +102,26 @@ async fn publish_subscribe_qos2() {
 async fn many_messages_arrive_in_order() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-order-sub")).await;
-    subscriber.subscribe("interop/v5/order", QoS::ExactlyOnce).await;
+    subscriber
+        .subscribe("interop/v5/order", QoS::ExactlyOnce)
+        .await;
     let (publisher, _) = V5::connect(v5_options(&server, "v5-order-pub")).await;
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
         const COUNT: usize = 200;
         for i in 0..COUNT {
-            publisher.client.publish("interop/v5/order", qos, false, format!("{qos:?}-{i}")).await.unwrap();
+            publisher
+                .client
+                .publish("interop/v5/order", qos, false, format!("{qos:?}-{i}"))
+                .await
+                .unwrap();
         }
         for i in 0..COUNT {
             let publish = subscriber.recv_publish().await;
             assert_eq!(publish.qos, qos);
-            assert_eq!(std::str::from_utf8(&publish.payload).unwrap(), format!("{qos:?}-{i}"));
+            assert_eq!(
+                std::str::from_utf8(&publish.payload).unwrap(),
+                format!("{qos:?}-{i}")
+            );
         }
     }
     server.shutdown().await;
@@ -117,7 +133,9 @@ async fn many_messages_arrive_in_order() {
 async fn retained_message_reaches_a_later_subscriber() {
     let server = start_default().await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-ret-pub")).await;
-    publisher.publish("interop/v5/retained", QoS::AtLeastOnce, true, "kept").await;
+    publisher
+        .publish("interop/v5/retained", QoS::AtLeastOnce, true, "kept")
+        .await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-ret-sub")).await;
     subscriber.subscribe("interop/v5/#", QoS::ExactlyOnce).await;
     let publish = subscriber.recv_publish().await;
@@ -136,7 +154,11 @@ fn will_properties() -> LastWillProperties {
         content_type: Some("text/plain".into()),
         response_topic: Some("interop/v5/will/reply".into()),
         correlation_data: Some(Bytes::from_static(b"will-correlation")),
-        user_properties: vec![("z".into(), "1".into()), ("a".into(), "2".into()), ("z".into(), "3".into())],
+        user_properties: vec![
+            ("z".into(), "1".into()),
+            ("a".into(), "2".into()),
+            ("z".into(), "3".into()),
+        ],
     }
 }
 
@@ -147,10 +169,18 @@ fn will_properties() -> LastWillProperties {
 async fn will_is_published_when_the_connection_drops() {
     let server = start_default().await;
     let (mut watcher, _) = V5::connect(v5_options(&server, "v5-will-watcher")).await;
-    watcher.subscribe("interop/v5/will/#", QoS::AtLeastOnce).await;
+    watcher
+        .subscribe("interop/v5/will/#", QoS::AtLeastOnce)
+        .await;
 
     let mut options = v5_options(&server, "v5-will-dies");
-    options.set_last_will(LastWill::new("interop/v5/will/dies", "gone", QoS::AtLeastOnce, false, Some(will_properties())));
+    options.set_last_will(LastWill::new(
+        "interop/v5/will/dies",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+        Some(will_properties()),
+    ));
     let (dying, _) = V5::connect(options).await;
     dying.drop_abruptly().await;
 
@@ -174,18 +204,37 @@ async fn will_is_published_when_the_connection_drops() {
 async fn will_is_not_published_after_normal_disconnect() {
     let server = start_default().await;
     let (mut watcher, _) = V5::connect(v5_options(&server, "v5-nowill-watcher")).await;
-    watcher.subscribe("interop/v5/nowill/#", QoS::AtLeastOnce).await;
+    watcher
+        .subscribe("interop/v5/nowill/#", QoS::AtLeastOnce)
+        .await;
 
     let mut options = v5_options(&server, "v5-nowill");
-    options.set_last_will(LastWill::new("interop/v5/nowill/will", "gone", QoS::AtLeastOnce, false, None));
+    options.set_last_will(LastWill::new(
+        "interop/v5/nowill/will",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+        None,
+    ));
     let (leaving, _) = V5::connect(options).await;
     // rumqttc sends DISCONNECT 0x00; returns once the server closed the connection.
     leaving.disconnect().await;
 
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-nowill-pub")).await;
-    publisher.publish("interop/v5/nowill/marker", QoS::AtLeastOnce, false, "marker").await;
+    publisher
+        .publish(
+            "interop/v5/nowill/marker",
+            QoS::AtLeastOnce,
+            false,
+            "marker",
+        )
+        .await;
     let publish = watcher.recv_publish().await;
-    assert_eq!(topic(&publish), "interop/v5/nowill/marker", "the Will was published after DISCONNECT 0x00");
+    assert_eq!(
+        topic(&publish),
+        "interop/v5/nowill/marker",
+        "the Will was published after DISCONNECT 0x00"
+    );
     server.shutdown().await;
 }
 
@@ -201,12 +250,21 @@ async fn persistent_session_receives_messages_published_while_offline() {
     let (mut subscriber, connack) = V5::connect(options.clone()).await;
     // [MQTT-3.1.2-6] [MQTT-3.2.2-3]: no session existed: a new one, Session Present 0.
     assert!(!connack.session_present);
-    subscriber.subscribe("interop/v5/offline", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/offline", QoS::AtLeastOnce)
+        .await;
     subscriber.disconnect().await;
 
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-persistent-pub")).await;
     for i in 0..3 {
-        publisher.publish("interop/v5/offline", QoS::AtLeastOnce, false, format!("offline-{i}")).await;
+        publisher
+            .publish(
+                "interop/v5/offline",
+                QoS::AtLeastOnce,
+                false,
+                format!("offline-{i}"),
+            )
+            .await;
     }
 
     let (mut subscriber, connack) = V5::connect(options).await;
@@ -214,9 +272,14 @@ async fn persistent_session_receives_messages_published_while_offline() {
     for i in 0..3 {
         let publish = subscriber.recv_publish().await;
         assert_eq!(publish.qos, QoS::AtLeastOnce);
-        assert_eq!(std::str::from_utf8(&publish.payload).unwrap(), format!("offline-{i}"));
+        assert_eq!(
+            std::str::from_utf8(&publish.payload).unwrap(),
+            format!("offline-{i}")
+        );
     }
-    publisher.publish("interop/v5/offline", QoS::AtLeastOnce, false, "online").await;
+    publisher
+        .publish("interop/v5/offline", QoS::AtLeastOnce, false, "online")
+        .await;
     assert_eq!(&subscriber.recv_publish().await.payload[..], b"online");
     server.shutdown().await;
 }
@@ -227,7 +290,9 @@ async fn persistent_session_receives_messages_published_while_offline() {
 async fn user_properties_are_forwarded_in_order() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-up-sub")).await;
-    subscriber.subscribe("interop/v5/props", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/props", QoS::AtLeastOnce)
+        .await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-up-pub")).await;
     let user_properties: Vec<(String, String)> = vec![
         ("region".into(), "eu".into()),
@@ -239,7 +304,9 @@ async fn user_properties_are_forwarded_in_order() {
         user_properties: user_properties.clone(),
         ..PublishProperties::default()
     };
-    publisher.publish_with("interop/v5/props", QoS::AtLeastOnce, false, "p", Some(sent)).await;
+    publisher
+        .publish_with("interop/v5/props", QoS::AtLeastOnce, false, "p", Some(sent))
+        .await;
     let publish = subscriber.recv_publish().await;
     assert_eq!(properties(&publish).user_properties, user_properties);
     server.shutdown().await;
@@ -253,7 +320,9 @@ async fn user_properties_are_forwarded_in_order() {
 async fn request_response_round_trip() {
     let server = start_default().await;
     let (mut responder, _) = V5::connect(v5_options(&server, "v5-responder")).await;
-    responder.subscribe("interop/v5/service/echo", QoS::AtLeastOnce).await;
+    responder
+        .subscribe("interop/v5/service/echo", QoS::AtLeastOnce)
+        .await;
 
     let mut options = v5_options(&server, "v5-requester");
     options.set_request_response_info(Some(1));
@@ -265,35 +334,62 @@ async fn request_response_round_trip() {
     let response_topic = format!("{prefix}/echo");
     requester.subscribe(&response_topic, QoS::AtLeastOnce).await;
 
-    for (i, correlation) in [&b"req-1"[..], &b"\x00\xffbinary"[..]].into_iter().enumerate() {
+    for (i, correlation) in [&b"req-1"[..], &b"\x00\xffbinary"[..]]
+        .into_iter()
+        .enumerate()
+    {
         let request = PublishProperties {
             response_topic: Some(response_topic.clone()),
             correlation_data: Some(Bytes::copy_from_slice(correlation)),
             ..PublishProperties::default()
         };
         requester
-            .publish_with("interop/v5/service/echo", QoS::AtLeastOnce, false, format!("ping {i}"), Some(request))
+            .publish_with(
+                "interop/v5/service/echo",
+                QoS::AtLeastOnce,
+                false,
+                format!("ping {i}"),
+                Some(request),
+            )
             .await;
 
         // The responder does what a service does: answer on the Response Topic, echoing
         // the Correlation Data.
         let received = responder.recv_publish().await;
         let received_properties = properties(&received);
-        assert_eq!(received_properties.response_topic.as_deref(), Some(response_topic.as_str()));
-        assert_eq!(received_properties.correlation_data.as_deref(), Some(correlation));
+        assert_eq!(
+            received_properties.response_topic.as_deref(),
+            Some(response_topic.as_str())
+        );
+        assert_eq!(
+            received_properties.correlation_data.as_deref(),
+            Some(correlation)
+        );
         let reply = PublishProperties {
             correlation_data: received_properties.correlation_data.clone(),
             ..PublishProperties::default()
         };
         let payload = [&b"pong: "[..], &received.payload[..]].concat();
         responder
-            .publish_with(received_properties.response_topic.as_deref().unwrap(), QoS::AtLeastOnce, false, payload, Some(reply))
+            .publish_with(
+                received_properties.response_topic.as_deref().unwrap(),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                Some(reply),
+            )
             .await;
 
         let response = requester.recv_publish().await;
         assert_eq!(topic(&response), response_topic);
-        assert_eq!(std::str::from_utf8(&response.payload).unwrap(), format!("pong: ping {i}"));
-        assert_eq!(properties(&response).correlation_data.as_deref(), Some(correlation));
+        assert_eq!(
+            std::str::from_utf8(&response.payload).unwrap(),
+            format!("pong: ping {i}")
+        );
+        assert_eq!(
+            properties(&response).correlation_data.as_deref(),
+            Some(correlation)
+        );
     }
     server.shutdown().await;
 }
@@ -304,16 +400,29 @@ async fn request_response_round_trip() {
 async fn content_type_and_payload_format_are_forwarded() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-ct-sub")).await;
-    subscriber.subscribe("interop/v5/ct", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/ct", QoS::AtLeastOnce)
+        .await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-ct-pub")).await;
     let sent = PublishProperties {
         content_type: Some("application/json; charset=utf-8".into()),
         payload_format_indicator: Some(1),
         ..PublishProperties::default()
     };
-    publisher.publish_with("interop/v5/ct", QoS::AtLeastOnce, false, r#"{"ok":true}"#, Some(sent)).await;
+    publisher
+        .publish_with(
+            "interop/v5/ct",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"ok":true}"#,
+            Some(sent),
+        )
+        .await;
     let received = properties(&subscriber.recv_publish().await);
-    assert_eq!(received.content_type.as_deref(), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        received.content_type.as_deref(),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(received.payload_format_indicator, Some(1));
     server.shutdown().await;
 }
@@ -325,17 +434,35 @@ async fn content_type_and_payload_format_are_forwarded() {
 async fn message_expiry_interval_is_forwarded() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-exp-sub")).await;
-    subscriber.subscribe("interop/v5/expiry", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/expiry", QoS::AtLeastOnce)
+        .await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-exp-pub")).await;
     let sent = PublishProperties {
         message_expiry_interval: Some(120),
         ..PublishProperties::default()
     };
-    publisher.publish_with("interop/v5/expiry", QoS::AtLeastOnce, false, "short-lived", Some(sent)).await;
-    publisher.publish("interop/v5/expiry", QoS::AtLeastOnce, false, "forever").await;
+    publisher
+        .publish_with(
+            "interop/v5/expiry",
+            QoS::AtLeastOnce,
+            false,
+            "short-lived",
+            Some(sent),
+        )
+        .await;
+    publisher
+        .publish("interop/v5/expiry", QoS::AtLeastOnce, false, "forever")
+        .await;
     let interval = properties(&subscriber.recv_publish().await).message_expiry_interval;
-    assert!(matches!(interval, Some(1..=120)), "forwarded interval {interval:?}");
-    assert_eq!(properties(&subscriber.recv_publish().await).message_expiry_interval, None);
+    assert!(
+        matches!(interval, Some(1..=120)),
+        "forwarded interval {interval:?}"
+    );
+    assert_eq!(
+        properties(&subscriber.recv_publish().await).message_expiry_interval,
+        None
+    );
     server.shutdown().await;
 }
 
@@ -350,7 +477,10 @@ async fn subscription_identifiers_come_back_on_publish() {
         .subscribe_with_properties(
             "interop/v5/sid/a",
             QoS::AtLeastOnce,
-            SubscribeProperties { id: Some(7), user_properties: Vec::new() },
+            SubscribeProperties {
+                id: Some(7),
+                user_properties: Vec::new(),
+            },
         )
         .await
         .unwrap();
@@ -360,23 +490,43 @@ async fn subscription_identifiers_come_back_on_publish() {
         .subscribe_with_properties(
             "interop/v5/sid/+",
             QoS::AtLeastOnce,
-            SubscribeProperties { id: Some(268_435_455), user_properties: Vec::new() },
+            SubscribeProperties {
+                id: Some(268_435_455),
+                user_properties: Vec::new(),
+            },
         )
         .await
         .unwrap();
     subscriber.suback().await;
-    subscriber.subscribe("interop/v5/plain", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/plain", QoS::AtLeastOnce)
+        .await;
 
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-sid-pub")).await;
-    publisher.publish("interop/v5/sid/b", QoS::AtLeastOnce, false, "one").await;
-    publisher.publish("interop/v5/sid/a", QoS::AtLeastOnce, false, "both").await;
-    publisher.publish("interop/v5/plain", QoS::AtLeastOnce, false, "none").await;
+    publisher
+        .publish("interop/v5/sid/b", QoS::AtLeastOnce, false, "one")
+        .await;
+    publisher
+        .publish("interop/v5/sid/a", QoS::AtLeastOnce, false, "both")
+        .await;
+    publisher
+        .publish("interop/v5/plain", QoS::AtLeastOnce, false, "none")
+        .await;
 
-    assert_eq!(properties(&subscriber.recv_publish().await).subscription_identifiers, vec![268_435_455]);
+    assert_eq!(
+        properties(&subscriber.recv_publish().await).subscription_identifiers,
+        vec![268_435_455]
+    );
     let mut both = properties(&subscriber.recv_publish().await).subscription_identifiers;
     both.sort_unstable();
-    assert_eq!(both, vec![7, 268_435_455], "one copy with both identifiers, in any order");
-    assert!(properties(&subscriber.recv_publish().await).subscription_identifiers.is_empty());
+    assert_eq!(
+        both,
+        vec![7, 268_435_455],
+        "one copy with both identifiers, in any order"
+    );
+    assert!(properties(&subscriber.recv_publish().await)
+        .subscription_identifiers
+        .is_empty());
     server.shutdown().await;
 }
 
@@ -387,19 +537,51 @@ async fn subscription_identifiers_come_back_on_publish() {
 async fn topic_alias_set_by_the_client_is_resolved() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-alias-sub")).await;
-    subscriber.subscribe("interop/v5/alias/#", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/alias/#", QoS::AtLeastOnce)
+        .await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-alias-pub")).await;
     let alias = |n: u16| PublishProperties {
         topic_alias: Some(n),
         ..PublishProperties::default()
     };
-    publisher.publish_with("interop/v5/alias/long/topic/name", QoS::AtLeastOnce, false, "first", Some(alias(1))).await;
-    publisher.publish_with("", QoS::AtLeastOnce, false, "second", Some(alias(1))).await;
-    publisher.publish_with("interop/v5/alias/other", QoS::AtMostOnce, false, "third", Some(alias(10))).await;
-    publisher.publish_with("", QoS::ExactlyOnce, false, "fourth", Some(alias(10))).await;
+    publisher
+        .publish_with(
+            "interop/v5/alias/long/topic/name",
+            QoS::AtLeastOnce,
+            false,
+            "first",
+            Some(alias(1)),
+        )
+        .await;
+    publisher
+        .publish_with("", QoS::AtLeastOnce, false, "second", Some(alias(1)))
+        .await;
+    publisher
+        .publish_with(
+            "interop/v5/alias/other",
+            QoS::AtMostOnce,
+            false,
+            "third",
+            Some(alias(10)),
+        )
+        .await;
+    publisher
+        .publish_with("", QoS::ExactlyOnce, false, "fourth", Some(alias(10)))
+        .await;
     // Remap alias 1.
-    publisher.publish_with("interop/v5/alias/remapped", QoS::AtLeastOnce, false, "fifth", Some(alias(1))).await;
-    publisher.publish_with("", QoS::AtLeastOnce, false, "sixth", Some(alias(1))).await;
+    publisher
+        .publish_with(
+            "interop/v5/alias/remapped",
+            QoS::AtLeastOnce,
+            false,
+            "fifth",
+            Some(alias(1)),
+        )
+        .await;
+    publisher
+        .publish_with("", QoS::AtLeastOnce, false, "sixth", Some(alias(1)))
+        .await;
 
     for (expected_topic, payload) in [
         ("interop/v5/alias/long/topic/name", "first"),
@@ -423,18 +605,28 @@ async fn topic_alias_set_by_the_client_is_resolved() {
 async fn puback_says_whether_anyone_matched() {
     let server = start_default().await;
     let (mut subscriber, _) = V5::connect(v5_options(&server, "v5-nms-sub")).await;
-    subscriber.subscribe("interop/v5/matched", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("interop/v5/matched", QoS::AtLeastOnce)
+        .await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-nms-pub")).await;
     for (topic, reason) in [
         ("interop/v5/nobody", PubAckReason::NoMatchingSubscribers),
         ("interop/v5/matched", PubAckReason::Success),
     ] {
-        publisher.client.publish(topic, QoS::AtLeastOnce, false, "x").await.unwrap();
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
         match publisher
-            .next_where("PUBACK", |e| matches!(e, Event::Incoming(Packet::PubAck(_))))
+            .next_where("PUBACK", |e| {
+                matches!(e, Event::Incoming(Packet::PubAck(_)))
+            })
             .await
         {
-            Event::Incoming(Packet::PubAck(ack)) => assert_eq!(ack.reason, reason, "PUBACK for {topic}"),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                assert_eq!(ack.reason, reason, "PUBACK for {topic}")
+            }
             _ => unreachable!(),
         }
     }
@@ -448,14 +640,23 @@ async fn puback_says_whether_anyone_matched() {
 async fn unsubscribe_reason_codes() {
     let server = start_default().await;
     let (mut client, _) = V5::connect(v5_options(&server, "v5-unsub")).await;
-    client.subscribe("interop/v5/unsub/+", QoS::AtLeastOnce).await;
+    client
+        .subscribe("interop/v5/unsub/+", QoS::AtLeastOnce)
+        .await;
     client
         .client
         .unsubscribe("interop/v5/unsub/+")
         .await
         .unwrap();
-    client.client.unsubscribe("interop/v5/unsub/x").await.unwrap();
-    for expected in [UnsubAckReason::Success, UnsubAckReason::NoSubscriptionExisted] {
+    client
+        .client
+        .unsubscribe("interop/v5/unsub/x")
+        .await
+        .unwrap();
+    for expected in [
+        UnsubAckReason::Success,
+        UnsubAckReason::NoSubscriptionExisted,
+    ] {
         match client.incoming().await {
             Packet::UnsubAck(unsuback) => assert_eq!(unsuback.reasons, vec![expected]),
             other => panic!("expected UNSUBACK, got {other:?}"),
@@ -476,9 +677,13 @@ async fn no_local_suppresses_own_messages() {
     };
     client.client.subscribe_many([filter]).await.unwrap();
     client.suback().await;
-    client.publish("interop/v5/nolocal", QoS::AtLeastOnce, false, "own").await;
+    client
+        .publish("interop/v5/nolocal", QoS::AtLeastOnce, false, "own")
+        .await;
     let (mut other, _) = V5::connect(v5_options(&server, "v5-nolocal-other")).await;
-    other.publish("interop/v5/nolocal", QoS::AtLeastOnce, false, "other").await;
+    other
+        .publish("interop/v5/nolocal", QoS::AtLeastOnce, false, "other")
+        .await;
     assert_eq!(&client.recv_publish().await.payload[..], b"other");
     server.shutdown().await;
 }
@@ -489,14 +694,20 @@ async fn no_local_suppresses_own_messages() {
 async fn retain_handling_options_from_rumqttc() {
     let server = start_default().await;
     let (mut publisher, _) = V5::connect(v5_options(&server, "v5-rh-pub")).await;
-    publisher.publish("interop/v5/rh/t", QoS::AtLeastOnce, true, "kept").await;
+    publisher
+        .publish("interop/v5/rh/t", QoS::AtLeastOnce, true, "kept")
+        .await;
 
     let (mut client, _) = V5::connect(v5_options(&server, "v5-rh")).await;
     let on_new = Filter {
         retain_forward_rule: RetainForwardRule::OnNewSubscribe,
         ..Filter::new("interop/v5/rh/+", QoS::AtLeastOnce)
     };
-    client.client.subscribe_many([on_new.clone()]).await.unwrap();
+    client
+        .client
+        .subscribe_many([on_new.clone()])
+        .await
+        .unwrap();
     client.suback().await;
     assert_eq!(&client.recv_publish().await.payload[..], b"kept");
     // Again: the subscription exists now, so nothing; then one with Retain Handling 2.
@@ -508,8 +719,59 @@ async fn retain_handling_options_from_rumqttc() {
     };
     client.client.subscribe_many([never]).await.unwrap();
     client.suback().await;
-    client.subscribe("interop/v5/marker", QoS::AtLeastOnce).await;
-    publisher.publish("interop/v5/marker", QoS::AtLeastOnce, false, "marker").await;
+    client
+        .subscribe("interop/v5/marker", QoS::AtLeastOnce)
+        .await;
+    publisher
+        .publish("interop/v5/marker", QoS::AtLeastOnce, false, "marker")
+        .await;
     assert_eq!(topic(&client.recv_publish().await), "interop/v5/marker");
+    server.shutdown().await;
+}
+
+// [MQTT-3.3.4-9] [MQTT-4.9.0-2] (v5): the broker never has more unacknowledged QoS 1
+// PUBLISH packets towards a client than the Receive Maximum it announced (2 here, with
+// rumqttc acknowledging only when the test says so); each PUBACK lets one more through.
+#[tokio::test]
+async fn receive_maximum_of_the_client_is_respected() {
+    let server = start_default().await;
+    let mut options = v5_options(&server, "v5-rm-sub");
+    options.set_receive_maximum(Some(2));
+    options.set_manual_acks(true);
+    let (mut subscriber, _) = V5::connect(options).await;
+    subscriber
+        .subscribe("interop/v5/rm", QoS::AtLeastOnce)
+        .await;
+    let (mut publisher, _) = V5::connect(v5_options(&server, "v5-rm-pub")).await;
+    for i in 0..5 {
+        publisher
+            .publish("interop/v5/rm", QoS::AtLeastOnce, false, format!("rm-{i}"))
+            .await;
+    }
+    // All five are routed; two are in flight, three wait in the queue.
+    let first = subscriber.recv_publish().await;
+    let second = subscriber.recv_publish().await;
+    let counts = server.broker().session("v5-rm-sub").unwrap().counts();
+    assert_eq!((counts.inflight, counts.queued), (2, 3));
+    let mut received = vec![first.clone(), second];
+    subscriber.client.ack(&first).await.unwrap();
+    received.push(subscriber.recv_publish().await);
+    let counts = server.broker().session("v5-rm-sub").unwrap().counts();
+    assert_eq!((counts.inflight, counts.queued), (2, 2));
+    for publish in received.clone() {
+        if publish.payload != first.payload {
+            subscriber.client.ack(&publish).await.unwrap();
+        }
+    }
+    for _ in 0..2 {
+        let publish = subscriber.recv_publish().await;
+        subscriber.client.ack(&publish).await.unwrap();
+        received.push(publish);
+    }
+    let payloads: Vec<_> = received
+        .iter()
+        .map(|p| String::from_utf8(p.payload.to_vec()).unwrap())
+        .collect();
+    assert_eq!(payloads, vec!["rm-0", "rm-1", "rm-2", "rm-3", "rm-4"]);
     server.shutdown().await;
 }

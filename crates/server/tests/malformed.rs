@@ -6,11 +6,11 @@
 mod support;
 
 use bytes::BytesMut;
+use support::*;
 use switchboard_codec::{
     encode, Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Unsubscribe,
 };
 use switchboard_server::{RunningServer, ServerOptions};
-use support::*;
 use tokio::net::TcpStream;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -32,8 +32,14 @@ impl Fixture {
 
     async fn with(options: ServerOptions) -> Fixture {
         let server = start(options).await;
-        let mut witness = connected_tcp(&server, V5, "witness").await;
-        witness.subscribe_granted(1, "witness/#", QoS::AtLeastOnce).await;
+        // No Nagle delay: the witness writes PUBLISH and PUBACK back to back.
+        let stream = TcpStream::connect(addr(&server)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut witness = RawClient::new(stream, V5);
+        witness.connect(connect_packet(V5, "witness", true)).await;
+        witness
+            .subscribe_granted(1, "witness/#", QoS::AtLeastOnce)
+            .await;
         Fixture {
             server,
             witness,
@@ -68,7 +74,11 @@ impl Fixture {
                 Packet::Publish(publish) => {
                     assert_eq!(publish.topic, topic);
                     assert_eq!(&publish.payload[..], b"still here");
-                    self.witness.send(Packet::PubAck(switchboard_codec::Ack::new(publish.packet_id.unwrap()))).await;
+                    self.witness
+                        .send(Packet::PubAck(switchboard_codec::Ack::new(
+                            publish.packet_id.unwrap(),
+                        )))
+                        .await;
                     got_message = true;
                 }
                 other => panic!("witness: unexpected {other:?}"),
@@ -127,7 +137,11 @@ async fn remaining_length_over_four_bytes_or_not_minimal() {
     let mut fixture = Fixture::new().await;
     for version in [V5, V311] {
         fixture
-            .expect_rejected(version, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], ReasonCode::MALFORMED_PACKET)
+            .expect_rejected(
+                version,
+                &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+                ReasonCode::MALFORMED_PACKET,
+            )
             .await;
         // PINGREQ with its remaining length 0 written in two bytes.
         fixture
@@ -145,7 +159,10 @@ async fn remaining_length_over_four_bytes_or_not_minimal() {
 async fn reserved_fixed_header_flags() {
     let mut fixture = Fixture::new().await;
     for version in [V5, V311] {
-        let subscribe_packet = encoded(Packet::Subscribe(subscribe(1, "a", QoS::AtMostOnce)), version);
+        let subscribe_packet = encoded(
+            Packet::Subscribe(subscribe(1, "a", QoS::AtMostOnce)),
+            version,
+        );
         let unsubscribe_packet = encoded(
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: 1,
@@ -174,7 +191,9 @@ async fn reserved_fixed_header_flags() {
             cases.push(vec![0xF0, 0x00]); // AUTH does not exist in 3.1.1
         }
         for bytes in cases {
-            fixture.expect_rejected(version, &bytes, ReasonCode::MALFORMED_PACKET).await;
+            fixture
+                .expect_rejected(version, &bytes, ReasonCode::MALFORMED_PACKET)
+                .await;
         }
     }
     fixture.server.shutdown().await;
@@ -187,9 +206,13 @@ async fn publish_qos_3_and_dup_on_qos_0() {
     let mut fixture = Fixture::new().await;
     for version in [V5, V311] {
         let qos3 = raw_publish(version, 0x36, b"a", Some(1), &[], b"x");
-        fixture.expect_rejected(version, &qos3, ReasonCode::MALFORMED_PACKET).await;
+        fixture
+            .expect_rejected(version, &qos3, ReasonCode::MALFORMED_PACKET)
+            .await;
         let dup0 = raw_publish(version, 0x38, b"a", None, &[], b"x");
-        fixture.expect_rejected(version, &dup0, ReasonCode::MALFORMED_PACKET).await;
+        fixture
+            .expect_rejected(version, &dup0, ReasonCode::MALFORMED_PACKET)
+            .await;
     }
     fixture.server.shutdown().await;
 }
@@ -202,11 +225,18 @@ async fn packet_identifier_zero() {
     for version in [V5, V311] {
         for first in [0x32, 0x34] {
             let publish = raw_publish(version, first, b"a", Some(0), &[], b"x");
-            fixture.expect_rejected(version, &publish, ReasonCode::PROTOCOL_ERROR).await;
+            fixture
+                .expect_rejected(version, &publish, ReasonCode::PROTOCOL_ERROR)
+                .await;
         }
-        let mut subscribe_packet = encoded(Packet::Subscribe(subscribe(1, "a", QoS::AtMostOnce)), version);
+        let mut subscribe_packet = encoded(
+            Packet::Subscribe(subscribe(1, "a", QoS::AtMostOnce)),
+            version,
+        );
         subscribe_packet[3] = 0; // packet id 0x0001 -> 0x0000
-        fixture.expect_rejected(version, &subscribe_packet, ReasonCode::PROTOCOL_ERROR).await;
+        fixture
+            .expect_rejected(version, &subscribe_packet, ReasonCode::PROTOCOL_ERROR)
+            .await;
         let mut unsubscribe_packet = encoded(
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: 1,
@@ -216,9 +246,17 @@ async fn packet_identifier_zero() {
             version,
         );
         unsubscribe_packet[3] = 0;
-        fixture.expect_rejected(version, &unsubscribe_packet, ReasonCode::PROTOCOL_ERROR).await;
+        fixture
+            .expect_rejected(version, &unsubscribe_packet, ReasonCode::PROTOCOL_ERROR)
+            .await;
         // PUBACK 0 from the client.
-        fixture.expect_rejected(version, &[0x40, 0x02, 0x00, 0x00], ReasonCode::PROTOCOL_ERROR).await;
+        fixture
+            .expect_rejected(
+                version,
+                &[0x40, 0x02, 0x00, 0x00],
+                ReasonCode::PROTOCOL_ERROR,
+            )
+            .await;
     }
     fixture.server.shutdown().await;
 }
@@ -232,26 +270,35 @@ async fn invalid_utf8_and_null_in_topic() {
     let mut fixture = Fixture::new().await;
     for version in [V5, V311] {
         let topics: [&[u8]; 5] = [
-            b"a\xC3\x28",     // bad continuation byte
-            b"\xED\xA0\x80",  // U+D800, a surrogate
-            b"\xC0\xAF",      // over-long encoding of '/'
-            b"a\x00b",        // U+0000
-            b"\xFF",          // never valid
+            b"a\xC3\x28",    // bad continuation byte
+            b"\xED\xA0\x80", // U+D800, a surrogate
+            b"\xC0\xAF",     // over-long encoding of '/'
+            b"a\x00b",       // U+0000
+            b"\xFF",         // never valid
         ];
         for topic in topics {
             let bytes = raw_publish(version, 0x30, topic, None, &[], b"x");
-            fixture.expect_rejected(version, &bytes, ReasonCode::MALFORMED_PACKET).await;
+            fixture
+                .expect_rejected(version, &bytes, ReasonCode::MALFORMED_PACKET)
+                .await;
         }
         // The same in a SUBSCRIBE topic filter.
-        let mut filter = encoded(Packet::Subscribe(subscribe(1, "ab", QoS::AtMostOnce)), version);
+        let mut filter = encoded(
+            Packet::Subscribe(subscribe(1, "ab", QoS::AtMostOnce)),
+            version,
+        );
         let at = filter.len() - 3; // "ab" then the options byte
         filter[at..at + 2].copy_from_slice(b"\x00\x00");
-        fixture.expect_rejected(version, &filter, ReasonCode::MALFORMED_PACKET).await;
+        fixture
+            .expect_rejected(version, &filter, ReasonCode::MALFORMED_PACKET)
+            .await;
     }
     // A user property value with invalid UTF-8 (v5).
     let property = [0x26, 0x00, 0x01, b'k', 0x00, 0x01, 0xFF];
     let bytes = raw_publish(V5, 0x30, b"a", None, &property, b"x");
-    fixture.expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET).await;
+    fixture
+        .expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET)
+        .await;
     fixture.server.shutdown().await;
 }
 
@@ -265,11 +312,15 @@ async fn wildcard_or_empty_topic_name() {
         for topic in [&b"a/+"[..], b"#", b"a/#", b"+"] {
             for (first, packet_id) in [(0x30, None), (0x32, Some(1))] {
                 let bytes = raw_publish(version, first, topic, packet_id, &[], b"x");
-                fixture.expect_rejected(version, &bytes, ReasonCode::TOPIC_NAME_INVALID).await;
+                fixture
+                    .expect_rejected(version, &bytes, ReasonCode::TOPIC_NAME_INVALID)
+                    .await;
             }
         }
         let empty = raw_publish(version, 0x30, b"", None, &[], b"x");
-        fixture.expect_rejected(version, &empty, ReasonCode::PROTOCOL_ERROR).await;
+        fixture
+            .expect_rejected(version, &empty, ReasonCode::PROTOCOL_ERROR)
+            .await;
     }
     fixture.server.shutdown().await;
 }
@@ -280,21 +331,25 @@ async fn wildcard_or_empty_topic_name() {
 async fn unknown_or_misplaced_property() {
     let mut fixture = Fixture::new().await;
     let cases: [&[u8]; 4] = [
-        &[0x7F, 0x00],             // no property has id 0x7F
-        &[0x00],                   // nor 0x00
-        &[0x11, 0, 0, 0, 10],      // Session Expiry Interval belongs in CONNECT
-        &[0x22, 0x00, 0x05],       // Topic Alias Maximum belongs in CONNECT / CONNACK
+        &[0x7F, 0x00],        // no property has id 0x7F
+        &[0x00],              // nor 0x00
+        &[0x11, 0, 0, 0, 10], // Session Expiry Interval belongs in CONNECT
+        &[0x22, 0x00, 0x05],  // Topic Alias Maximum belongs in CONNECT / CONNACK
     ];
     for properties in cases {
         let bytes = raw_publish(V5, 0x30, b"a", None, properties, b"x");
-        fixture.expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET).await;
+        fixture
+            .expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET)
+            .await;
     }
     // In SUBSCRIBE too: packet id 1, properties [0x01, 0x01] (Payload Format Indicator).
     let subscribe_packet = [0x82, 0x08, 0x00, 0x01, 0x02, 0x01, 0x01, 0x00, 0x01, b'a'];
     let mut bytes = subscribe_packet.to_vec();
     bytes.push(0x00);
     bytes[1] = (bytes.len() - 2) as u8;
-    fixture.expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET).await;
+    fixture
+        .expect_rejected(V5, &bytes, ReasonCode::MALFORMED_PACKET)
+        .await;
     fixture.server.shutdown().await;
 }
 
@@ -304,14 +359,16 @@ async fn unknown_or_misplaced_property() {
 async fn duplicated_property_or_invalid_value() {
     let mut fixture = Fixture::new().await;
     let cases: [&[u8]; 4] = [
-        &[0x01, 0x01, 0x01, 0x01],                         // Payload Format Indicator twice
-        &[0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9],             // Message Expiry Interval twice
+        &[0x01, 0x01, 0x01, 0x01],             // Payload Format Indicator twice
+        &[0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9], // Message Expiry Interval twice
         &[0x03, 0x00, 0x01, b't', 0x03, 0x00, 0x01, b't'], // Content Type twice
-        &[0x01, 0x02],                                     // Payload Format Indicator 2
+        &[0x01, 0x02],                         // Payload Format Indicator 2
     ];
     for properties in cases {
         let bytes = raw_publish(V5, 0x30, b"a", None, properties, b"x");
-        fixture.expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR).await;
+        fixture
+            .expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR)
+            .await;
     }
     fixture.server.shutdown().await;
 }
@@ -322,7 +379,9 @@ async fn duplicated_property_or_invalid_value() {
 async fn subscription_identifier_in_client_publish() {
     let mut fixture = Fixture::new().await;
     let bytes = raw_publish(V5, 0x30, b"witness/x", None, &[0x0B, 0x05], b"x");
-    fixture.expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR).await;
+    fixture
+        .expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR)
+        .await;
     // The witness got nothing from it: the next thing it sees is its own message.
     fixture.assert_server_carries_on().await;
     fixture.server.shutdown().await;
@@ -351,7 +410,11 @@ async fn oversize_packet() {
         assert_eq!(bytes.len(), 256);
         client.send_bytes(&bytes).await;
         client.send_bytes(&[0xC0, 0x00]).await;
-        assert_eq!(client.expect().await, Packet::PingResp, "{version:?}: 256 bytes accepted");
+        assert_eq!(
+            client.expect().await,
+            Packet::PingResp,
+            "{version:?}: 256 bytes accepted"
+        );
         // One byte more is not.
         let mut over = publish("ok", QoS::AtMostOnce, None, b"");
         let mut payload = payload;
@@ -360,11 +423,17 @@ async fn oversize_packet() {
         let bytes = encoded(Packet::Publish(over), version);
         assert_eq!(bytes.len(), 257);
         client.send_bytes(&bytes).await;
-        client.expect_closed_with(ReasonCode::PACKET_TOO_LARGE).await;
+        client
+            .expect_closed_with(ReasonCode::PACKET_TOO_LARGE)
+            .await;
         fixture.assert_server_carries_on().await;
         // A header announcing a huge packet is refused before its body is awaited.
         fixture
-            .expect_rejected(version, &[0x30, 0xFF, 0xFF, 0xFF, 0x7F], ReasonCode::PACKET_TOO_LARGE)
+            .expect_rejected(
+                version,
+                &[0x30, 0xFF, 0xFF, 0xFF, 0x7F],
+                ReasonCode::PACKET_TOO_LARGE,
+            )
             .await;
     }
     fixture.server.shutdown().await;
@@ -376,13 +445,21 @@ async fn oversize_packet() {
 async fn subscribe_or_unsubscribe_without_filters() {
     let mut fixture = Fixture::new().await;
     fixture
-        .expect_rejected(V5, &[0x82, 0x03, 0x00, 0x01, 0x00], ReasonCode::PROTOCOL_ERROR)
+        .expect_rejected(
+            V5,
+            &[0x82, 0x03, 0x00, 0x01, 0x00],
+            ReasonCode::PROTOCOL_ERROR,
+        )
         .await;
     fixture
         .expect_rejected(V311, &[0x82, 0x02, 0x00, 0x01], ReasonCode::PROTOCOL_ERROR)
         .await;
     fixture
-        .expect_rejected(V5, &[0xA2, 0x03, 0x00, 0x01, 0x00], ReasonCode::PROTOCOL_ERROR)
+        .expect_rejected(
+            V5,
+            &[0xA2, 0x03, 0x00, 0x01, 0x00],
+            ReasonCode::PROTOCOL_ERROR,
+        )
         .await;
     fixture
         .expect_rejected(V311, &[0xA2, 0x02, 0x00, 0x01], ReasonCode::PROTOCOL_ERROR)
@@ -410,11 +487,18 @@ async fn bad_subscription_options() {
     for options_byte in [0x04u8, 0x03, 0x80] {
         let mut bytes = encoded(Packet::Subscribe(subscribe(1, "a", QoS::AtMostOnce)), V311);
         *bytes.last_mut().unwrap() = options_byte;
-        fixture.expect_rejected(V311, &bytes, ReasonCode::MALFORMED_PACKET).await;
+        fixture
+            .expect_rejected(V311, &bytes, ReasonCode::MALFORMED_PACKET)
+            .await;
     }
-    let mut bytes = encoded(Packet::Subscribe(subscribe(1, "$share/g/a", QoS::AtMostOnce)), V5);
+    let mut bytes = encoded(
+        Packet::Subscribe(subscribe(1, "$share/g/a", QoS::AtMostOnce)),
+        V5,
+    );
     *bytes.last_mut().unwrap() = 0x04; // No Local
-    fixture.expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR).await;
+    fixture
+        .expect_rejected(V5, &bytes, ReasonCode::PROTOCOL_ERROR)
+        .await;
     fixture.server.shutdown().await;
 }
 
@@ -426,7 +510,17 @@ async fn bad_subscription_options() {
 #[tokio::test]
 async fn invalid_topic_filter_in_subscribe() {
     let mut fixture = Fixture::new().await;
-    let filters = ["ok/a", "a/#/b", "a+", "", "#/a", "$share/g", "$share//x", "$share/g+/x", "ok/+/b"];
+    let filters = [
+        "ok/a",
+        "a/#/b",
+        "a+",
+        "",
+        "#/a",
+        "$share/g",
+        "$share//x",
+        "$share/g+/x",
+        "ok/+/b",
+    ];
     for version in [V5, V311] {
         let mut client = fixture.client(version).await;
         let mut packet = subscribe(7, "x", QoS::AtLeastOnce);
@@ -445,17 +539,80 @@ async fn invalid_topic_filter_in_subscribe() {
         client.send(packet).await;
         let suback = client.expect_suback().await;
         assert_eq!(suback.packet_id, 7);
-        let failure = if version.is_v5() { ReasonCode::TOPIC_FILTER_INVALID } else { ReasonCode::UNSPECIFIED_ERROR };
+        let failure = if version.is_v5() {
+            ReasonCode::TOPIC_FILTER_INVALID
+        } else {
+            ReasonCode::UNSPECIFIED_ERROR
+        };
         let mut expected = vec![failure; filters.len()];
         expected[0] = ReasonCode::GRANTED_QOS_1;
         expected[filters.len() - 1] = ReasonCode::GRANTED_QOS_1;
         assert_eq!(suback.reason_codes, expected, "{version:?}");
         // The connection stays up and the valid subscriptions work.
         let mut publisher = fixture.client(V311).await;
-        publisher.send(publish("ok/x/b", QoS::AtLeastOnce, Some(3), b"valid")).await;
+        publisher
+            .send(publish("ok/x/b", QoS::AtLeastOnce, Some(3), b"valid"))
+            .await;
         assert_eq!(publisher.expect_puback().await.packet_id, 3);
         assert_eq!(&client.expect_publish().await.payload[..], b"valid");
         fixture.assert_server_carries_on().await;
+    }
+    fixture.server.shutdown().await;
+}
+
+// Packets only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP), and v5 AUTH without an
+// Authentication Method in CONNECT ([MQTT-4.12.0-6] side: no AUTH exchange was begun), are
+// protocol errors from a client: v5 DISCONNECT 0x82 ([MQTT-4.13.1-1]), close; 3.1.1 close
+// ([MQTT-4.8.0-1]).
+#[tokio::test]
+async fn server_only_packets_from_a_client() {
+    let mut fixture = Fixture::new().await;
+    for version in [V5, V311] {
+        let mut cases: Vec<Vec<u8>> = vec![
+            vec![0xD0, 0x00], // PINGRESP
+        ];
+        if version.is_v5() {
+            cases.push(vec![0x20, 0x03, 0x00, 0x00, 0x00]); // CONNACK
+            cases.push(vec![0x90, 0x04, 0x00, 0x01, 0x00, 0x00]); // SUBACK
+            cases.push(vec![0xB0, 0x04, 0x00, 0x01, 0x00, 0x00]); // UNSUBACK
+            cases.push(vec![0xF0, 0x00]); // AUTH
+        } else {
+            cases.push(vec![0x20, 0x02, 0x00, 0x00]);
+            cases.push(vec![0x90, 0x03, 0x00, 0x01, 0x00]);
+            cases.push(vec![0xB0, 0x02, 0x00, 0x01]);
+        }
+        for bytes in cases {
+            fixture
+                .expect_rejected(version, &bytes, ReasonCode::PROTOCOL_ERROR)
+                .await;
+        }
+    }
+    fixture.server.shutdown().await;
+}
+
+// A packet cut short or with bytes left over (§2.1.4; v5 [MQTT-4.13.1-1]): a PUBACK whose
+// remaining length is 1, a DISCONNECT whose property length runs past its end, a SUBSCRIBE
+// whose options byte is missing.
+#[tokio::test]
+async fn truncated_or_overlong_packets() {
+    let mut fixture = Fixture::new().await;
+    for version in [V5, V311] {
+        let mut cases: Vec<Vec<u8>> = vec![
+            vec![0x40, 0x01, 0x00],                         // PUBACK, 1 byte body
+            vec![0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], // SUBSCRIBE without options (3.1.1 form)
+        ];
+        if version.is_v5() {
+            cases.push(vec![0xE0, 0x02, 0x00, 0x05]); // DISCONNECT, properties overrun
+            cases.push(vec![0x82, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'a']); // no options
+        } else {
+            cases.push(vec![0xE0, 0x01, 0x00]); // 3.1.1 DISCONNECT has no body
+            cases.push(vec![0xC0, 0x01, 0x00]); // PINGREQ with a body
+        }
+        for bytes in cases {
+            fixture
+                .expect_rejected(version, &bytes, ReasonCode::MALFORMED_PACKET)
+                .await;
+        }
     }
     fixture.server.shutdown().await;
 }

@@ -3,8 +3,8 @@
 
 mod support;
 
-use switchboard_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use support::*;
+use switchboard_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 
 #[tokio::test]
 async fn publish_reaches_subscriber_v5_and_v311() {
@@ -16,7 +16,9 @@ async fn publish_reaches_subscriber_v5_and_v311() {
         other => panic!("expected SUBACK, got {other:?}"),
     }
     let mut publisher = connected_tcp(&server, ProtocolVersion::V3_1_1, "pub").await;
-    publisher.send(publish("a/b", QoS::AtLeastOnce, Some(7), b"hello")).await;
+    publisher
+        .send(publish("a/b", QoS::AtLeastOnce, Some(7), b"hello"))
+        .await;
     match publisher.expect().await {
         Packet::PubAck(ack) => assert_eq!(ack.packet_id, 7),
         other => panic!("expected PUBACK, got {other:?}"),

@@ -365,9 +365,11 @@ impl Session {
     /// limits and the uncollected drop counts alone.
     ///
     /// Returns the shared-subscription deliveries that were queued, or sent
-    /// at QoS 1 or 2 but not yet acknowledged (not yet PUBREC'd for QoS 2), so
-    /// the broker can give them to another member of the group; in-flight
-    /// ones first (send order), then queued ones (queue order). O(n).
+    /// at QoS 1 but not yet acknowledged, so the broker can give them to
+    /// another member of the group; in-flight ones first (send order), then
+    /// queued ones (queue order). A QoS 2 delivery already sent is never
+    /// returned: it belongs to this member until it completes, and dies with
+    /// the session ([MQTT-4.8.2-4], [MQTT-4.8.2-5]). O(n).
     pub fn clear(&mut self) -> Vec<Delivery> {
         let shared = self.take_shared();
         self.queue.clear();
@@ -386,8 +388,11 @@ impl Session {
     /// this frees. O(n).
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut shared = Vec::new();
+        // QoS 2 stays: its delivery must be completed by this member on
+        // reconnect ([MQTT-4.8.2-4]) and never go to another ([MQTT-4.8.2-5]).
         let taken = self.inflight.drain_where(|entry| {
-            matches!(&entry.state, FlowState::Unacknowledged(delivery) if delivery.shared_group.is_some())
+            matches!(&entry.state, FlowState::Unacknowledged(delivery)
+                if delivery.shared_group.is_some() && delivery.qos != QoS::ExactlyOnce)
         });
         for entry in taken {
             if entry.counted {

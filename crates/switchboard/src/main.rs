@@ -43,7 +43,12 @@ struct ServeArgs {
     #[arg(short = 'c', long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Plain TCP listener address; repeatable. Replaces the config file's tcp listeners.
-    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR:PORT", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LISTEN",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
     listen: Vec<std::net::SocketAddr>,
     /// Where durable state is kept (used by durability modes that write to disk).
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
@@ -76,7 +81,10 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("Error: cannot start the async runtime: {error}");
@@ -127,9 +135,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let options = server_options(&config)?;
-    let server = Server::bind(options).await.context("cannot start the broker")?;
+    let server = Server::bind(options)
+        .await
+        .context("cannot start the broker")?;
     for address in server.local_addrs() {
-        tracing::info!("switchboard {} listening on {address}", env!("CARGO_PKG_VERSION"));
+        tracing::info!(
+            "switchboard {} listening on {address}",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     server.run(shutdown_signal()).await;
     tracing::info!("stopped");

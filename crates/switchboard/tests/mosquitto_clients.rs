@@ -26,7 +26,11 @@ fn publish_and_subscribe_at_every_qos_in_311_and_5() {
                 &["-V", version, "-q", qos, "-t", &topic, "-m", &payload],
             );
             let lines = sub.finish();
-            assert_eq!(lines, vec![format!("{topic} {payload}")], "{version} qos {qos}");
+            assert_eq!(
+                lines,
+                vec![format!("{topic} {payload}")],
+                "{version} qos {qos}"
+            );
         }
     }
 }
@@ -57,7 +61,10 @@ fn retained_message_is_kept_and_cleared() {
         &broker,
         &["-t", "interop/#", "-v", "-W", "1", "--retained-only"],
     );
-    assert!(lines.is_empty(), "retained message should be gone: {lines:?}");
+    assert!(
+        lines.is_empty(),
+        "retained message should be gone: {lines:?}"
+    );
 }
 
 #[test]
@@ -66,18 +73,43 @@ fn v5_properties_pass_through_unchanged() {
     let sub = Sub::start(
         &broker,
         &[
-            "-V", "mqttv5", "-t", "props/t", "-C", "1", "-F", "%t|%p|%R|%C|%D|%P",
+            "-V",
+            "mqttv5",
+            "-t",
+            "props/t",
+            "-C",
+            "1",
+            "-F",
+            "%t|%p|%R|%C|%D|%P",
         ],
     );
     mosquitto(
         "mosquitto_pub",
         &broker,
         &[
-            "-V", "mqttv5", "-t", "props/t", "-m", "body",
-            "-D", "publish", "response-topic", "props/reply",
-            "-D", "publish", "content-type", "text/plain",
-            "-D", "publish", "correlation-data", "abc123",
-            "-D", "publish", "user-property", "unit", "celsius",
+            "-V",
+            "mqttv5",
+            "-t",
+            "props/t",
+            "-m",
+            "body",
+            "-D",
+            "publish",
+            "response-topic",
+            "props/reply",
+            "-D",
+            "publish",
+            "content-type",
+            "text/plain",
+            "-D",
+            "publish",
+            "correlation-data",
+            "abc123",
+            "-D",
+            "publish",
+            "user-property",
+            "unit",
+            "celsius",
         ],
     );
     let lines = sub.finish();
@@ -94,7 +126,18 @@ fn request_response_with_mosquitto_rr() {
     let lines = mosquitto(
         "mosquitto_rr",
         &broker,
-        &["-V", "mqttv5", "-t", "svc/echo", "-e", "svc/echo/reply", "-m", "ping", "-W", "10"],
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "svc/echo",
+            "-e",
+            "svc/echo/reply",
+            "-m",
+            "ping",
+            "-W",
+            "10",
+        ],
     );
     assert_eq!(lines, vec!["echo: ping".to_string()]);
     drop(responder);
@@ -107,8 +150,16 @@ fn will_is_published_when_the_client_vanishes() {
     let doomed = Sub::start(
         &broker,
         &[
-            "-t", "unused", "-i", "doomed",
-            "--will-topic", "wills/doomed", "--will-payload", "gone", "--will-qos", "1",
+            "-t",
+            "unused",
+            "-i",
+            "doomed",
+            "--will-topic",
+            "wills/doomed",
+            "--will-payload",
+            "gone",
+            "--will-qos",
+            "1",
         ],
     );
     // [MQTT-3.1.2-8] (3.1.1): network loss publishes the will.
@@ -122,13 +173,24 @@ fn persistent_session_receives_what_was_sent_while_offline() {
     for (version, extra) in [("mqttv311", vec![]), ("mqttv5", vec!["-x", "600"])] {
         let client_id = format!("persist-{version}");
         let topic = format!("offline/{version}");
-        let mut first = vec!["-V", version, "-c", "-i", &client_id, "-q", "1", "-t", &topic, "-E"];
+        let mut first = vec![
+            "-V", version, "-c", "-i", &client_id, "-q", "1", "-t", &topic, "-E",
+        ];
         first.extend(extra.iter().copied());
         mosquitto("mosquitto_sub", &broker, &first);
         mosquitto(
             "mosquitto_pub",
             &broker,
-            &["-V", version, "-q", "1", "-t", &topic, "-m", "while you were away"],
+            &[
+                "-V",
+                version,
+                "-q",
+                "1",
+                "-t",
+                &topic,
+                "-m",
+                "while you were away",
+            ],
         );
         let mut second = vec![
             "-V", version, "-c", "-i", &client_id, "-q", "1", "-t", &topic, "-C", "1", "-W", "5",
@@ -158,5 +220,8 @@ fn shutdown_on_sigterm_is_graceful() {
     broker.terminate();
     // The v5 subscriber is told the server is shutting down and exits.
     let status = sub.wait_exit(Duration::from_secs(10));
-    assert!(status.is_some(), "mosquitto_sub did not exit after broker shutdown");
+    assert!(
+        status.is_some(),
+        "mosquitto_sub did not exit after broker shutdown"
+    );
 }

@@ -76,6 +76,8 @@ fn listen_address_from_the_environment() {
 fn the_broker_exits_cleanly_on_sigterm() {
     let mut broker = Broker::start(&[]);
     broker.terminate();
-    let status = broker.wait_exit().expect("broker did not exit after SIGTERM");
+    let status = broker
+        .wait_exit()
+        .expect("broker did not exit after SIGTERM");
     assert!(status.success(), "{status:?}");
 }

@@ -1,7 +1,13 @@
 //! Shared test support: a broker on port 0 (or in memory, for paused time) and a
 //! raw-bytes MQTT client built on our codec, so tests can send exactly the bytes
 //! a spec statement talks about and see exactly what comes back.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -98,6 +104,8 @@ pub struct RawClient<S> {
 impl RawClient<tokio::net::TcpStream> {
     pub async fn tcp(addr: SocketAddr, version: ProtocolVersion) -> Self {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // Small test packets must not wait for Nagle's algorithm.
+        stream.set_nodelay(true).expect("nodelay");
         RawClient::new(stream, version)
     }
 }
@@ -144,7 +152,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
 
     /// Like `recv` but fails the test on close.
     pub async fn expect(&mut self) -> Packet {
-        self.recv().await.expect("connection closed, expected a packet")
+        self.recv()
+            .await
+            .expect("connection closed, expected a packet")
     }
 
     pub async fn connect(&mut self, connect: Connect) -> ConnAck {
@@ -191,7 +201,9 @@ pub async fn connected_tcp(
     client_id: &str,
 ) -> RawClient<tokio::net::TcpStream> {
     let mut client = RawClient::tcp(addr(server), version).await;
-    let connack = client.connect(connect_packet(version, client_id, true)).await;
+    let connack = client
+        .connect(connect_packet(version, client_id, true))
+        .await;
     assert_eq!(connack.reason_code, switchboard_codec::ReasonCode::SUCCESS);
     client
 }
@@ -199,7 +211,10 @@ pub async fn connected_tcp(
 // ----- Helpers for the raw protocol tests (connect, malformed, qos_flows, timers) -----
 
 /// A connection to `server` through an in-memory pipe, for tests on paused time.
-pub fn raw_in_memory(server: &RunningServer, version: ProtocolVersion) -> RawClient<tokio::io::DuplexStream> {
+pub fn raw_in_memory(
+    server: &RunningServer,
+    version: ProtocolVersion,
+) -> RawClient<tokio::io::DuplexStream> {
     RawClient::new(server.connect_in_memory(peer()), version)
 }
 
@@ -210,7 +225,9 @@ pub async fn connected_in_memory(
     client_id: &str,
 ) -> RawClient<tokio::io::DuplexStream> {
     let mut client = raw_in_memory(server, version);
-    let connack = client.connect(connect_packet(version, client_id, true)).await;
+    let connack = client
+        .connect(connect_packet(version, client_id, true))
+        .await;
     assert_eq!(connack.reason_code, switchboard_codec::ReasonCode::SUCCESS);
     client
 }
@@ -234,8 +251,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
     /// `None` if nothing arrived within `wait` (the connection is still open);
     /// otherwise what `recv` returned (`Some(None)` = closed).
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Option<Packet>> {
-        // `recv` is cancel safe: bytes already read stay in the buffer.
-        tokio::time::timeout(wait, self.recv()).await.ok()
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.decoder.decode(&mut self.buffer) {
+                Ok(Some(packet)) => return Some(Some(packet)),
+                Ok(None) => {}
+                Err(error) => panic!("server sent a malformed packet: {error}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buffer)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(None),
+                Ok(Ok(_)) => {}
+            }
+        }
     }
 
     pub async fn expect_publish(&mut self) -> Publish {
@@ -285,7 +313,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
         self.send(subscribe(packet_id, filter, qos)).await;
         let suback = self.expect_suback().await;
         assert_eq!(suback.packet_id, packet_id);
-        assert_eq!(suback.reason_codes, vec![switchboard_codec::ReasonCode::granted(qos)]);
+        assert_eq!(
+            suback.reason_codes,
+            vec![switchboard_codec::ReasonCode::granted(qos)]
+        );
     }
 
     /// Asserts the server closes the connection after, for v5, a DISCONNECT with `code`
@@ -320,7 +351,10 @@ pub async fn wait_until(mut condition: impl FnMut() -> bool) {
 /// `Some(true)` while a connection is attached to `client_id`'s session,
 /// `Some(false)` while the session lives without one, `None` without a session.
 pub fn session_connected(server: &RunningServer, client_id: &str) -> Option<bool> {
-    server.broker().session(client_id).map(|entry| entry.info().connected)
+    server
+        .broker()
+        .session(client_id)
+        .map(|entry| entry.info().connected)
 }
 
 // ----- rumqttc harness (interop, retained, subscriptions, sessions tests) -----
@@ -352,7 +386,10 @@ impl<C, E: std::fmt::Debug, X: std::fmt::Debug> Driven<C, E, X> {
             let event = match tokio::time::timeout(GUARD, self.events.recv()).await {
                 Ok(Some(event)) => event,
                 Ok(None) => panic!("event loop ended while waiting for {what}"),
-                Err(_) => panic!("timed out waiting for {what}; unclaimed events: {:?}", self.buffered),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; unclaimed events: {:?}",
+                    self.buffered
+                ),
             };
             match event {
                 Ok(event) if wanted(&event) => return event,
@@ -376,10 +413,18 @@ impl<C, E: std::fmt::Debug, X: std::fmt::Debug> Driven<C, E, X> {
     }
 
     /// Ends the connection without DISCONNECT: the event loop and its socket are
-    /// dropped, as when a client process dies.
-    pub async fn drop_abruptly(self) {
+    /// dropped, as when a client process dies. Returns once they are gone.
+    pub async fn drop_abruptly(mut self) {
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Dropping the client drops its event loop and socket too (without DISCONNECT), so a
+/// test never leaves a connection running behind its back.
+impl<C, E, X> Drop for Driven<C, E, X> {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -413,9 +458,16 @@ impl V4 {
                 }
             }
         });
-        let mut driven = Driven { client, events, buffered: Default::default(), task };
+        let mut driven = Driven {
+            client,
+            events,
+            buffered: Default::default(),
+            task,
+        };
         match driven
-            .next_where("CONNACK", |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))))
+            .next_where("CONNACK", |e| {
+                matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))
+            })
             .await
         {
             rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(connack)) => (driven, connack),
@@ -427,7 +479,10 @@ impl V4 {
     pub async fn incoming(&mut self) -> rumqttc::Packet {
         use rumqttc::{Event, Packet};
         match self
-            .next_where("a packet", |e| matches!(e, Event::Incoming(p) if *p != Packet::PingResp))
+            .next_where(
+                "a packet",
+                |e| matches!(e, Event::Incoming(p) if *p != Packet::PingResp),
+            )
             .await
         {
             Event::Incoming(packet) => packet,
@@ -437,7 +492,12 @@ impl V4 {
 
     pub async fn recv_publish(&mut self) -> rumqttc::Publish {
         use rumqttc::{Event, Packet};
-        match self.next_where("PUBLISH", |e| matches!(e, Event::Incoming(Packet::Publish(_)))).await {
+        match self
+            .next_where("PUBLISH", |e| {
+                matches!(e, Event::Incoming(Packet::Publish(_)))
+            })
+            .await
+        {
             Event::Incoming(Packet::Publish(publish)) => publish,
             _ => unreachable!(),
         }
@@ -446,7 +506,12 @@ impl V4 {
     pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> rumqttc::SubAck {
         use rumqttc::{Event, Packet};
         self.client.subscribe(filter, qos).await.unwrap();
-        match self.next_where("SUBACK", |e| matches!(e, Event::Incoming(Packet::SubAck(_)))).await {
+        match self
+            .next_where("SUBACK", |e| {
+                matches!(e, Event::Incoming(Packet::SubAck(_)))
+            })
+            .await
+        {
             Event::Incoming(Packet::SubAck(suback)) => suback,
             _ => unreachable!(),
         }
@@ -454,20 +519,42 @@ impl V4 {
 
     /// Publishes and waits until the flow is complete: written (QoS 0), PUBACK
     /// (QoS 1) or PUBCOMP (QoS 2). Once it returns, the broker has routed it.
-    pub async fn publish(&mut self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: impl Into<Vec<u8>>) {
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        qos: rumqttc::QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) {
         use rumqttc::{Event, Outgoing, Packet, QoS};
-        self.client.publish(topic, qos, retain, payload.into()).await.unwrap();
-        let packet_id = match self.next_where("outgoing PUBLISH", |e| matches!(e, Event::Outgoing(Outgoing::Publish(_)))).await {
+        self.client
+            .publish(topic, qos, retain, payload.into())
+            .await
+            .unwrap();
+        let packet_id = match self
+            .next_where("outgoing PUBLISH", |e| {
+                matches!(e, Event::Outgoing(Outgoing::Publish(_)))
+            })
+            .await
+        {
             Event::Outgoing(Outgoing::Publish(packet_id)) => packet_id,
             _ => unreachable!(),
         };
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.next_where("PUBACK", |e| matches!(e, Event::Incoming(Packet::PubAck(ack)) if ack.pkid == packet_id)).await;
+                self.next_where(
+                    "PUBACK",
+                    |e| matches!(e, Event::Incoming(Packet::PubAck(ack)) if ack.pkid == packet_id),
+                )
+                .await;
             }
             QoS::ExactlyOnce => {
-                self.next_where("PUBCOMP", |e| matches!(e, Event::Incoming(Packet::PubComp(ack)) if ack.pkid == packet_id)).await;
+                self.next_where(
+                    "PUBCOMP",
+                    |e| matches!(e, Event::Incoming(Packet::PubComp(ack)) if ack.pkid == packet_id),
+                )
+                .await;
             }
         }
     }
@@ -481,7 +568,9 @@ impl V4 {
 
 impl V5 {
     /// Connects and returns the CONNACK (the test fails if the server refuses).
-    pub async fn connect(options: rumqttc::v5::MqttOptions) -> (V5, rumqttc::v5::mqttbytes::v5::ConnAck) {
+    pub async fn connect(
+        options: rumqttc::v5::MqttOptions,
+    ) -> (V5, rumqttc::v5::mqttbytes::v5::ConnAck) {
         use rumqttc::v5::{mqttbytes::v5::Packet, Event};
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
         let (sender, events) = tokio::sync::mpsc::unbounded_channel();
@@ -494,8 +583,18 @@ impl V5 {
                 }
             }
         });
-        let mut driven = Driven { client, events, buffered: Default::default(), task };
-        match driven.next_where("CONNACK", |e| matches!(e, Event::Incoming(Packet::ConnAck(_)))).await {
+        let mut driven = Driven {
+            client,
+            events,
+            buffered: Default::default(),
+            task,
+        };
+        match driven
+            .next_where("CONNACK", |e| {
+                matches!(e, Event::Incoming(Packet::ConnAck(_)))
+            })
+            .await
+        {
             Event::Incoming(Packet::ConnAck(connack)) => (driven, connack),
             _ => unreachable!(),
         }
@@ -505,7 +604,10 @@ impl V5 {
     pub async fn incoming(&mut self) -> rumqttc::v5::mqttbytes::v5::Packet {
         use rumqttc::v5::{mqttbytes::v5::Packet, Event};
         match self
-            .next_where("a packet", |e| matches!(e, Event::Incoming(p) if !matches!(p, Packet::PingResp(_))))
+            .next_where(
+                "a packet",
+                |e| matches!(e, Event::Incoming(p) if !matches!(p, Packet::PingResp(_))),
+            )
             .await
         {
             Event::Incoming(packet) => packet,
@@ -515,7 +617,12 @@ impl V5 {
 
     pub async fn recv_publish(&mut self) -> rumqttc::v5::mqttbytes::v5::Publish {
         use rumqttc::v5::{mqttbytes::v5::Packet, Event};
-        match self.next_where("PUBLISH", |e| matches!(e, Event::Incoming(Packet::Publish(_)))).await {
+        match self
+            .next_where("PUBLISH", |e| {
+                matches!(e, Event::Incoming(Packet::Publish(_)))
+            })
+            .await
+        {
             Event::Incoming(Packet::Publish(publish)) => publish,
             _ => unreachable!(),
         }
@@ -523,13 +630,22 @@ impl V5 {
 
     pub async fn suback(&mut self) -> rumqttc::v5::mqttbytes::v5::SubAck {
         use rumqttc::v5::{mqttbytes::v5::Packet, Event};
-        match self.next_where("SUBACK", |e| matches!(e, Event::Incoming(Packet::SubAck(_)))).await {
+        match self
+            .next_where("SUBACK", |e| {
+                matches!(e, Event::Incoming(Packet::SubAck(_)))
+            })
+            .await
+        {
             Event::Incoming(Packet::SubAck(suback)) => suback,
             _ => unreachable!(),
         }
     }
 
-    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::v5::mqttbytes::QoS) -> rumqttc::v5::mqttbytes::v5::SubAck {
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+    ) -> rumqttc::v5::mqttbytes::v5::SubAck {
         self.client.subscribe(filter, qos).await.unwrap();
         self.suback().await
     }
@@ -549,25 +665,52 @@ impl V5 {
         use rumqttc::Outgoing;
         let payload = payload.into();
         match properties {
-            Some(properties) => self.client.publish_with_properties(topic, qos, retain, payload, properties).await.unwrap(),
-            None => self.client.publish(topic, qos, retain, payload).await.unwrap(),
+            Some(properties) => self
+                .client
+                .publish_with_properties(topic, qos, retain, payload, properties)
+                .await
+                .unwrap(),
+            None => self
+                .client
+                .publish(topic, qos, retain, payload)
+                .await
+                .unwrap(),
         }
-        let packet_id = match self.next_where("outgoing PUBLISH", |e| matches!(e, Event::Outgoing(Outgoing::Publish(_)))).await {
+        let packet_id = match self
+            .next_where("outgoing PUBLISH", |e| {
+                matches!(e, Event::Outgoing(Outgoing::Publish(_)))
+            })
+            .await
+        {
             Event::Outgoing(Outgoing::Publish(packet_id)) => packet_id,
             _ => unreachable!(),
         };
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.next_where("PUBACK", |e| matches!(e, Event::Incoming(Packet::PubAck(ack)) if ack.pkid == packet_id)).await;
+                self.next_where(
+                    "PUBACK",
+                    |e| matches!(e, Event::Incoming(Packet::PubAck(ack)) if ack.pkid == packet_id),
+                )
+                .await;
             }
             QoS::ExactlyOnce => {
-                self.next_where("PUBCOMP", |e| matches!(e, Event::Incoming(Packet::PubComp(ack)) if ack.pkid == packet_id)).await;
+                self.next_where(
+                    "PUBCOMP",
+                    |e| matches!(e, Event::Incoming(Packet::PubComp(ack)) if ack.pkid == packet_id),
+                )
+                .await;
             }
         }
     }
 
-    pub async fn publish(&mut self, topic: &str, qos: rumqttc::v5::mqttbytes::QoS, retain: bool, payload: impl Into<Vec<u8>>) {
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) {
         self.publish_with(topic, qos, retain, payload, None).await;
     }
 

@@ -968,7 +968,7 @@ fn v3_clients_get_no_properties() {
 // ---- shared subscriptions ----
 
 #[test]
-fn take_shared_returns_shared_deliveries_not_yet_pubrecd() {
+fn take_shared_returns_shared_qos1_and_queued_deliveries() {
     let t0 = Instant::now();
     let mut session = attached(10);
     enqueue(&mut session, shared("s-q1-unacked", QoS::AtLeastOnce), t0);
@@ -991,16 +991,14 @@ fn take_shared_returns_shared_deliveries_not_yet_pubrecd() {
         .iter()
         .map(|delivery| delivery.message.topic.as_str())
         .collect();
-    assert_eq!(
-        taken_topics,
-        vec!["s-q1-unacked", "s-q2-unacked", "s-queued"]
-    );
+    // [MQTT-4.8.2-4]: a QoS 2 delivery already sent stays with this member.
+    assert_eq!(taken_topics, vec!["s-q1-unacked", "s-queued"]);
     assert_eq!(session.queued_len(), 1);
     assert!(session.queued_bytes() < bytes_before);
     assert_eq!(
         session.inflight_len(),
-        2,
-        "the PUBREC'd one and the non-shared one"
+        3,
+        "the PUBREC'd one, the non-shared one and the unacknowledged QoS 2 one"
     );
 
     let resent = session.attach(v5(10));
@@ -1009,6 +1007,7 @@ fn take_shared_returns_shared_deliveries_not_yet_pubrecd() {
         vec![
             format!("PUBREL {}", ids[1]),
             format!("PUBLISH own-q1 Some({})", ids[2]),
+            format!("PUBLISH s-q2-unacked Some({})", ids[3]),
         ]
     );
     assert_eq!(poll(&mut session, t0).topic, "own-queued");

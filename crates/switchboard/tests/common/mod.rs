@@ -1,7 +1,13 @@
 //! Support for tests that run the real `switchboard` binary and other programs
 //! against it. Every wait is bounded by a guard timeout so a broken build fails
 //! instead of hanging; none of them asserts on speed.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,7 +31,11 @@ impl Broker {
     pub fn start(extra: &[&str]) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--listen", "127.0.0.1:0", "--durability", "memory"])
-            .args(if extra.contains(&"--log-level") { &[][..] } else { &["--log-level", "info"][..] })
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info"][..]
+            })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -172,7 +182,10 @@ pub fn switchboard_background(broker: &Broker, command: &str, args: &[&str]) -> 
             .map_while(Result::ok)
             .collect::<Vec<_>>()
     });
-    Background { child, reader: Some(reader) }
+    Background {
+        child,
+        reader: Some(reader),
+    }
 }
 
 /// A client command running in the background.
@@ -208,7 +221,10 @@ impl Drop for Background {
 /// stdout lines. Fails the test if it fails or hangs.
 pub fn mosquitto(program: &str, broker: &Broker, args: &[&str]) -> Vec<String> {
     let (status, lines) = run_mosquitto(program, broker, args);
-    assert!(status.success(), "{program} {args:?} failed: {status:?}, output {lines:?}");
+    assert!(
+        status.success(),
+        "{program} {args:?} failed: {status:?}, output {lines:?}"
+    );
     lines
 }
 
@@ -263,7 +279,15 @@ impl Sub {
         // stdbuf: mosquitto_sub's stdout is a pipe here, which libc would buffer
         // fully; line buffering lets us see the SUBACK as it happens.
         let mut child = Command::new("stdbuf")
-            .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &broker.port(), "-d"])
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port(),
+                "-d",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -334,7 +358,9 @@ impl Responder {
         let mut options = MqttOptions::new("responder", "127.0.0.1", broker.addr.port());
         options.set_keep_alive(Duration::from_secs(30));
         let (client, mut connection) = Client::new(options, 16);
-        client.subscribe(topic, QoS::AtLeastOnce).expect("subscribe");
+        client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .expect("subscribe");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ready_sender, ready) = mpsc::channel();
         let stopped = stop.clone();
@@ -348,8 +374,12 @@ impl Responder {
                         let _ = ready_sender.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(request))) => {
-                        let Some(properties) = request.properties else { continue };
-                        let Some(response_topic) = properties.response_topic else { continue };
+                        let Some(properties) = request.properties else {
+                            continue;
+                        };
+                        let Some(response_topic) = properties.response_topic else {
+                            continue;
+                        };
                         let reply = PublishProperties {
                             correlation_data: properties.correlation_data,
                             ..PublishProperties::default()
@@ -369,7 +399,9 @@ impl Responder {
                 }
             }
         });
-        ready.recv_timeout(GUARD).expect("responder never subscribed");
+        ready
+            .recv_timeout(GUARD)
+            .expect("responder never subscribed");
         Responder { stop }
     }
 }
