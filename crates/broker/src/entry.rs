@@ -3,6 +3,7 @@
 //! expiry), behind one short-held mutex.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,9 @@ pub struct SessionEntry {
     pub(crate) key: SessionKey,
     pub(crate) client_id: Arc<str>,
     pub(crate) inner: Mutex<SessionInner>,
+    /// Mirrors `session_expiry > 0` so routing can tell, without the lock, whether a
+    /// message for this session must be made durable.
+    pub(crate) persistent: AtomicBool,
     /// Wakes the attached connection's task when something was queued for it.
     /// A `Notify` keeps one permit, so a wake-up between two polls is not lost.
     pub(crate) notify: Notify,
@@ -66,6 +70,9 @@ pub(crate) struct SessionInner {
     pub(crate) pending_will: Option<(Instant, Will)>,
     /// Set once the session has ended; a publisher holding a stale handle then skips it.
     pub(crate) ended: bool,
+    /// Whether the durable store holds this session (a SessionUpsert was written
+    /// and no SessionEnd since).
+    pub(crate) recorded: bool,
 }
 
 /// What a connection task needs to know about its session, read in one lock.
@@ -96,9 +103,19 @@ impl SessionEntry {
         SessionEntry {
             key,
             client_id,
+            persistent: AtomicBool::new(inner.session_expiry > 0),
             inner: Mutex::new(inner),
             notify: Notify::new(),
         }
+    }
+
+    /// Whether the session outlives its connection (session expiry > 0).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_persistent(&self, persistent: bool) {
+        self.persistent.store(persistent, Ordering::Relaxed);
     }
 
     pub fn key(&self) -> SessionKey {
@@ -133,6 +150,7 @@ impl SessionEntry {
         now: Instant,
         max: usize,
         out: &mut Vec<Publish>,
+        journal: &mut Vec<switchboard_session::JournalEvent>,
     ) -> Option<switchboard_session::DropCounts> {
         let mut inner = self.inner.lock();
         match &inner.connection {
@@ -144,6 +162,9 @@ impl SessionEntry {
                 Some(publish) => out.push(publish),
                 None => break,
             }
+        }
+        if inner.session.is_journaling() {
+            inner.session.take_journal(journal);
         }
         Some(inner.session.take_drops())
     }

@@ -13,6 +13,9 @@
 
 mod entry;
 mod metrics;
+pub mod persist;
+mod recover;
+pub use recover::RestoreSummary;
 mod settings;
 mod sys;
 
@@ -34,7 +37,9 @@ use tokio::sync::mpsc;
 
 pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord};
 pub use metrics::Metrics;
+pub use persist::Store;
 pub use settings::Settings;
+pub use switchboard_store::Record;
 
 /// Messages from the broker to a connection task. Sent with `try_send` so that the
 /// broker never waits on a connection.
@@ -78,6 +83,9 @@ pub struct Connected {
     pub session_expiry: u32,
     /// The keep alive in force (v5: Server Keep Alive when it differs from the request).
     pub keep_alive: u16,
+    /// What the durable store must hold before CONNACK is sent (empty in memory
+    /// mode or for a session that ends with its connection).
+    pub records: Vec<Record>,
 }
 
 /// What a connection asks of the broker at CONNECT time.
@@ -114,13 +122,51 @@ pub struct Subscriber {
     pub shared_filter: Option<Arc<str>>,
 }
 
-/// One target of a routed message before per-session merging.
+/// One target of a routed message.
 struct Target {
     entry: Arc<SessionEntry>,
     qos: QoS,
     retain: bool,
     identifiers: Vec<u32>,
     shared_group: Option<Arc<str>>,
+}
+
+impl Target {
+    fn new(subscriber: &Subscriber, message: &Message, shared_group: Option<Arc<str>>) -> Target {
+        Target {
+            entry: subscriber.entry.clone(),
+            qos: message.qos.min(subscriber.options.qos),
+            // [MQTT-3.3.1-12]/[MQTT-3.3.1-13] (v5): RETAIN kept only with Retain As Published.
+            retain: subscriber.options.retain_as_published && message.retain,
+            identifiers: subscriber.identifier.into_iter().collect(),
+            shared_group,
+        }
+    }
+}
+
+/// Who gets a message: the result of [`Broker::route`], carried out by
+/// [`Broker::deliver_route`].
+pub struct Route {
+    targets: Vec<Target>,
+}
+
+impl Route {
+    /// Number of sessions the message goes to.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Whether any target session outlives its connection (its queue entry must
+    /// then be durable before the publisher is acknowledged).
+    pub fn has_persistent_target(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|target| target.entry.is_persistent())
+    }
 }
 
 /// Work that must happen after all locks are released.
@@ -131,6 +177,8 @@ struct Deferred {
     redeliver: Vec<(SessionKey, Delivery)>,
     /// Filters of ended sessions to remove from the index.
     unsubscribe: Vec<(SessionKey, Vec<String>)>,
+    /// Records for the durable store (appended without waiting).
+    records: Vec<Record>,
 }
 
 /// The broker: shared by every connection task behind an `Arc`.
@@ -143,8 +191,11 @@ pub struct Broker {
     timers: Mutex<BTreeSet<(Instant, SessionKey, TimerKind)>>,
     next_key: AtomicU64,
     next_generation: AtomicU64,
+    next_message_id: AtomicU64,
     metrics: Metrics,
     started: Instant,
+    /// The durable log; `None` in memory mode.
+    store: Option<Arc<Store>>,
 }
 
 #[derive(Debug, Default)]
@@ -163,8 +214,105 @@ impl Broker {
             timers: Mutex::new(BTreeSet::new()),
             next_key: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
+            next_message_id: AtomicU64::new(1),
             metrics: Metrics::default(),
             started: now,
+            store: None,
+        }
+    }
+
+    /// The durable store, if the broker has one.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// Moves a session's journal (what its sans-IO state did) into records.
+    /// Returns true when one of them must be durable before the connection
+    /// writes on (see [`Store::journal_records`]).
+    pub fn journal_records(
+        &self,
+        entry: &SessionEntry,
+        events: &[switchboard_session::JournalEvent],
+        records: &mut Vec<Record>,
+    ) -> bool {
+        match &self.store {
+            Some(store) if !events.is_empty() => {
+                store.journal_records(&entry.client_id, events, records)
+            }
+            _ => false,
+        }
+    }
+
+    /// Stages what must be durable before `message` is acknowledged and
+    /// delivered: the message, a queue entry for each persistent target and the
+    /// retained-store change. Returns false (and stages nothing) when nothing
+    /// needs to be kept: memory mode, or no persistent target and no RETAIN.
+    pub fn stage_publish(
+        &self,
+        route: &Route,
+        message: &Message,
+        records: &mut Vec<Record>,
+    ) -> bool {
+        let Some(store) = &self.store else {
+            return false;
+        };
+        let persistent_targets = route.has_persistent_target();
+        if !message.retain && !persistent_targets {
+            return false;
+        }
+        let clearing_retained = message.retain && message.payload.is_empty();
+        if !clearing_retained || persistent_targets {
+            match store.message_record(message) {
+                Some(record) => records.push(record),
+                None => return false,
+            }
+        }
+        for target in &route.targets {
+            if target.entry.is_persistent() {
+                records.push(Record::Enqueue {
+                    client_id: target.entry.client_id.to_string(),
+                    message_id: message.id,
+                    qos: target.qos.as_u8(),
+                    retain: target.retain,
+                    subscription_identifiers: target.identifiers.clone(),
+                    shared_filter: target.shared_group.as_deref().map(str::to_string),
+                });
+            }
+        }
+        if message.retain {
+            records.push(if clearing_retained {
+                Record::RetainClear {
+                    topic: message.topic.clone(),
+                }
+            } else {
+                Record::Retain {
+                    topic: message.topic.clone(),
+                    message_id: message.id,
+                }
+            });
+        }
+        true
+    }
+
+    /// Appends records now, without waiting (memory mode: does nothing).
+    fn append_detached(&self, records: Vec<Record>) {
+        if let Some(store) = &self.store {
+            store.append_detached(records);
+        }
+    }
+
+    /// Drains a session's journal into records (for changes the broker makes
+    /// itself, such as handing shared messages over or expiring queue entries).
+    fn drain_journal(
+        &self,
+        entry: &SessionEntry,
+        inner: &mut entry::SessionInner,
+        records: &mut Vec<Record>,
+    ) {
+        if inner.session.is_journaling() {
+            let mut events = Vec::new();
+            inner.session.take_journal(&mut events);
+            self.journal_records(entry, &events, records);
         }
     }
 
@@ -270,6 +418,7 @@ impl Broker {
             keep_alive,
         };
 
+        let mut connect_records = Vec::new();
         let (entry, session_present, resend) = {
             let mut registry = self.registry.lock();
             let mut resumed = None;
@@ -340,6 +489,7 @@ impl Broker {
                             will: None,
                             pending_will: None,
                             ended: false,
+                            recorded: false,
                         },
                     ));
                     registry.by_client_id.insert(client_id, entry.clone());
@@ -351,8 +501,10 @@ impl Broker {
                 let mut inner = entry.inner.lock();
                 inner.version = version;
                 inner.session_expiry = session_expiry;
+                entry.set_persistent(session_expiry > 0);
                 inner.will = connect.will.as_ref().map(owned_will);
                 inner.connection = Some(attached);
+                self.record_connect(&entry, &mut inner, &mut connect_records);
                 inner.session.attach(client)
             };
             (entry, session_present, resend)
@@ -368,7 +520,41 @@ impl Broker {
             assigned_client_id,
             session_expiry,
             keep_alive,
+            records: connect_records,
         })
+    }
+
+    /// What the store must know of a session that a connection just took:
+    /// a persistent session (expiry > 0) is upserted with its will, and its
+    /// sans-IO state journals from now on; a recorded session resumed with
+    /// expiry 0 no longer survives a restart.
+    fn record_connect(
+        &self,
+        entry: &SessionEntry,
+        inner: &mut entry::SessionInner,
+        records: &mut Vec<Record>,
+    ) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let client_id = entry.client_id.to_string();
+        if inner.session_expiry > 0 {
+            records.push(Record::SessionUpsert {
+                client_id: client_id.clone(),
+                protocol_level: inner.version.level(),
+                session_expiry_secs: inner.session_expiry,
+            });
+            match &inner.will {
+                Some(will) => records.extend(store.will_record(&client_id, will, None)),
+                None => records.push(Record::WillClear { client_id }),
+            }
+            inner.recorded = true;
+            inner.session.set_journaling(true);
+        } else if inner.recorded {
+            records.push(Record::SessionEnd { client_id });
+            inner.recorded = false;
+            inner.session.set_journaling(false);
+        }
     }
 
     /// A connection ended. Publishes or schedules the will, and ends the session
@@ -397,6 +583,7 @@ impl Broker {
                 | CloseReason::WithWill { session_expiry } => {
                     if let Some(expiry) = session_expiry {
                         inner.session_expiry = expiry.min(self.settings.max_session_expiry);
+                        entry.set_persistent(inner.session_expiry > 0);
                     }
                 }
                 CloseReason::Abnormal | CloseReason::Shutdown => {}
@@ -421,21 +608,49 @@ impl Broker {
             for delivery in inner.session.take_shared() {
                 deferred.redeliver.push((entry.key, delivery));
             }
+            self.drain_journal(entry, &mut inner, &mut deferred.records);
             if inner.session_expiry == 0 && reason != CloseReason::Shutdown {
                 let filters = self.end_session_locked(entry, &mut inner, &mut deferred);
                 drop(inner);
                 registry.by_client_id.remove(&entry.client_id);
                 registry.by_key.remove(&entry.key);
                 deferred.unsubscribe.push((entry.key, filters));
-            } else if inner.session_expiry != u32::MAX {
-                let at = now + Duration::from_secs(u64::from(inner.session_expiry));
-                inner.expires_at = Some(at);
-                self.timers
-                    .lock()
-                    .insert((at, entry.key, TimerKind::SessionExpiry));
+            } else {
+                if inner.session_expiry != u32::MAX {
+                    let at = now + Duration::from_secs(u64::from(inner.session_expiry));
+                    inner.expires_at = Some(at);
+                    self.timers
+                        .lock()
+                        .insert((at, entry.key, TimerKind::SessionExpiry));
+                }
+                if inner.recorded {
+                    self.record_detached(entry, &inner, &mut deferred.records);
+                }
             }
         }
         self.run_deferred(deferred, now);
+    }
+
+    /// Records of a session that just lost its connection: its expiry deadline
+    /// and its pending will (or that it has none any more).
+    fn record_detached(
+        &self,
+        entry: &SessionEntry,
+        inner: &entry::SessionInner,
+        records: &mut Vec<Record>,
+    ) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let client_id = entry.client_id.to_string();
+        records.push(Record::SessionDetached {
+            client_id: client_id.clone(),
+            expires_at_ms: inner.expires_at.map(|at| store.clock().to_unix_ms(at)),
+        });
+        match &inner.pending_will {
+            Some((at, will)) => records.extend(store.will_record(&client_id, will, Some(*at))),
+            None => records.push(Record::WillClear { client_id }),
+        }
     }
 
     /// Marks a session ended and collects what must happen outside the locks.
@@ -447,6 +662,13 @@ impl Broker {
         deferred: &mut Deferred,
     ) -> Vec<String> {
         inner.ended = true;
+        if inner.recorded {
+            deferred.records.push(Record::SessionEnd {
+                client_id: entry.client_id.to_string(),
+            });
+            inner.recorded = false;
+        }
+        inner.session.set_journaling(false);
         if let Some((_, will)) = inner.pending_will.take() {
             // The will is sent when the session ends, if that comes before its delay
             // ([MQTT-3.1.3-9] v5).
@@ -480,12 +702,13 @@ impl Broker {
     }
 
     fn run_deferred(&self, mut deferred: Deferred, now: Instant) {
+        self.append_detached(std::mem::take(&mut deferred.records));
         if !deferred.unsubscribe.is_empty() {
             self.remove_from_index(&deferred.unsubscribe);
         }
         for (will, _version) in deferred.wills.drain(..) {
             Metrics::incr(&self.metrics.wills_published);
-            let message = message_from_will(will, now);
+            let message = message_from_will(will, self.next_message_id(), now);
             let _ = self.publish(None, message, now);
         }
         for (departing, delivery) in deferred.redeliver.drain(..) {
@@ -528,6 +751,11 @@ impl Broker {
                         {
                             if let Some((_, will)) = inner.pending_will.take() {
                                 deferred.wills.push((will, inner.version));
+                                if inner.recorded {
+                                    deferred.records.push(Record::WillClear {
+                                        client_id: entry.client_id.to_string(),
+                                    });
+                                }
                             }
                         }
                     }
@@ -548,18 +776,34 @@ impl Broker {
         self.run_deferred(deferred, now);
     }
 
-    /// Routes one message: updates the retained store if it carries RETAIN, then
-    /// hands a delivery to every matching session. Returns the number of sessions
-    /// it was handed to.
+    /// Routes one message now: [`Broker::route`] then [`Broker::deliver_route`].
+    /// Returns the number of sessions it was handed to. For messages the broker
+    /// makes itself (wills, `$SYS`) and for connections that need no durability.
     pub fn publish(
         &self,
         origin: Option<SessionKey>,
         message: SharedMessage,
         now: Instant,
     ) -> usize {
-        if message.retain {
-            self.store_retained(&message);
+        let route = self.route(origin, &message);
+        let mut records = Vec::new();
+        if self.stage_publish(&route, &message, &mut records) {
+            self.append_detached(records);
         }
+        self.deliver_route(route, message, now)
+    }
+
+    /// Works out who gets `message`, without changing anything: matches the
+    /// topic under the index read lock, picks one member per shared group, and
+    /// merges overlapping subscriptions of one session into one delivery (the
+    /// highest QoS, every subscription identifier; [MQTT-3.3.4-2],
+    /// [MQTT-3.3.4-3]). Shared subscriptions are separate copies.
+    ///
+    /// Splitting this from [`Broker::deliver_route`] lets a connection write
+    /// what must be durable (the message, its queue entries for persistent
+    /// sessions) between the two, so that no subscriber sees a message before it
+    /// is on disk.
+    pub fn route(&self, origin: Option<SessionKey>, message: &Message) -> Route {
         let mut targets: Vec<Target> = Vec::new();
         {
             let index = self.index.read();
@@ -570,38 +814,18 @@ impl Broker {
                     // [MQTT-3.8.3-3]: not sent back to the publishing connection.
                     continue;
                 }
-                targets.push(Target {
-                    entry: subscriber.entry.clone(),
-                    qos: message.qos.min(subscriber.options.qos),
-                    retain: subscriber.options.retain_as_published && message.retain,
-                    identifiers: subscriber.identifier.into_iter().collect(),
-                    shared_group: None,
-                });
+                targets.push(Target::new(subscriber, message, None));
             }
             for shared in matches.shared() {
                 if let Some(subscriber) = pick_member(shared.candidates(), None) {
-                    targets.push(Target {
-                        entry: subscriber.entry.clone(),
-                        qos: message.qos.min(subscriber.options.qos),
-                        retain: subscriber.options.retain_as_published && message.retain,
-                        identifiers: subscriber.identifier.into_iter().collect(),
-                        shared_group: Some(
-                            subscriber
-                                .shared_filter
-                                .clone()
-                                .unwrap_or_else(|| Arc::from(shared.group())),
-                        ),
-                    });
+                    let group = subscriber
+                        .shared_filter
+                        .clone()
+                        .unwrap_or_else(|| Arc::from(shared.group()));
+                    targets.push(Target::new(subscriber, message, Some(group)));
                 }
             }
         }
-        if targets.is_empty() {
-            Metrics::incr(&self.metrics.dropped_no_subscribers);
-            return 0;
-        }
-        // Overlapping subscriptions of one session: one copy, the highest QoS, all
-        // subscription identifiers ([MQTT-3.3.4-2], [MQTT-3.3.4-3]). Shared
-        // subscriptions are separate copies.
         targets.sort_by_key(|target| (target.shared_group.is_some(), target.entry.key));
         let mut merged: Vec<Target> = Vec::with_capacity(targets.len());
         for target in targets {
@@ -618,8 +842,22 @@ impl Broker {
             }
             merged.push(target);
         }
-        let count = merged.len();
-        for target in merged {
+        Route { targets: merged }
+    }
+
+    /// Carries out a route: updates the retained store if the message carries
+    /// RETAIN, then hands a delivery to each target session's queue and wakes
+    /// its connection. Returns the number of targets.
+    pub fn deliver_route(&self, route: Route, message: SharedMessage, now: Instant) -> usize {
+        if message.retain {
+            self.store_retained(&message);
+        }
+        if route.targets.is_empty() {
+            Metrics::incr(&self.metrics.dropped_no_subscribers);
+            return 0;
+        }
+        let count = route.targets.len();
+        for target in route.targets {
             let delivery = Delivery {
                 message: message.clone(),
                 qos: target.qos,
@@ -632,6 +870,11 @@ impl Broker {
         count
     }
 
+    /// A fresh message identifier (the durable store refers to messages by it).
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
         let (outcome, attached, drops) = {
             let mut inner = entry.inner.lock();
@@ -639,6 +882,11 @@ impl Broker {
                 return;
             }
             let outcome = inner.session.enqueue(delivery, now);
+            if inner.session.is_journaling() {
+                let mut records = Vec::new();
+                self.drain_journal(entry, &mut inner, &mut records);
+                self.append_detached(records);
+            }
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
             (
@@ -689,6 +937,19 @@ impl Broker {
                 qos: delivery.message.qos.min(options.qos),
                 ..delivery
             };
+            if let (Some(store), true) = (&self.store, entry.is_persistent()) {
+                let mut records = Vec::new();
+                records.extend(store.message_record(&delivery.message));
+                records.push(Record::Enqueue {
+                    client_id: entry.client_id.to_string(),
+                    message_id: delivery.message.id,
+                    qos: delivery.qos.as_u8(),
+                    retain: delivery.retain,
+                    subscription_identifiers: delivery.subscription_identifiers.clone(),
+                    shared_filter: delivery.shared_group.as_deref().map(str::to_string),
+                });
+                store.append_detached(records);
+            }
             self.deliver(&entry, delivery, now);
         }
     }
@@ -758,6 +1019,7 @@ impl Broker {
         generation: u64,
         subscribe: &Subscribe,
         now: Instant,
+        records: &mut Vec<Record>,
     ) -> Result<SubAck, ReasonCode> {
         if subscribe.subscription_identifier.is_some() && !self.settings.subscription_identifiers {
             // [MQTT-3.8.2-?]: not supported but used: DISCONNECT 0xA1.
@@ -834,6 +1096,14 @@ impl Broker {
                 if send_retained {
                     retained_requests.push((plain_filter.to_string(), record.options));
                 }
+                if inner.recorded {
+                    records.push(Record::Subscribe {
+                        client_id: entry.client_id.to_string(),
+                        filter: filter.clone(),
+                        options: recover::options_byte(&record.options),
+                        identifier: record.identifier,
+                    });
+                }
                 index_inserts.push((filter.clone(), record));
             }
         }
@@ -880,6 +1150,16 @@ impl Broker {
                     shared_group: None,
                     message,
                 };
+                if self.store.is_some() && entry.is_persistent() {
+                    records.push(Record::Enqueue {
+                        client_id: entry.client_id.to_string(),
+                        message_id: delivery.message.id,
+                        qos: delivery.qos.as_u8(),
+                        retain: true,
+                        subscription_identifiers: delivery.subscription_identifiers.clone(),
+                        shared_filter: None,
+                    });
+                }
                 self.deliver(entry, delivery, now);
             }
         }
@@ -892,13 +1172,24 @@ impl Broker {
     }
 
     /// Handles UNSUBSCRIBE.
-    pub fn unsubscribe(&self, entry: &Arc<SessionEntry>, unsubscribe: &Unsubscribe) -> UnsubAck {
+    pub fn unsubscribe(
+        &self,
+        entry: &Arc<SessionEntry>,
+        unsubscribe: &Unsubscribe,
+        records: &mut Vec<Record>,
+    ) -> UnsubAck {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         let mut removed = Vec::new();
         {
             let mut inner = entry.inner.lock();
             for filter in &unsubscribe.filters {
                 if inner.subscriptions.remove(filter.as_str()).is_some() {
+                    if inner.recorded {
+                        records.push(Record::Unsubscribe {
+                            client_id: entry.client_id.to_string(),
+                            filter: filter.clone(),
+                        });
+                    }
                     removed.push(filter.clone());
                     reason_codes.push(ReasonCode::SUCCESS);
                 } else {
@@ -1044,7 +1335,7 @@ fn owned_will(will: &Will) -> Will {
 }
 
 /// Turns a CONNECT will into a message to route.
-fn message_from_will(will: Will, now: Instant) -> SharedMessage {
+fn message_from_will(will: Will, id: u64, now: Instant) -> SharedMessage {
     let properties = switchboard_codec::PublishProperties {
         payload_format_indicator: will.properties.payload_format_indicator,
         message_expiry_interval: will.properties.message_expiry_interval,
@@ -1056,6 +1347,7 @@ fn message_from_will(will: Will, now: Instant) -> SharedMessage {
         content_type: will.properties.content_type,
     };
     Arc::new(Message {
+        id,
         expires_at: properties
             .message_expiry_interval
             .map(|secs| now + Duration::from_secs(u64::from(secs))),
@@ -1072,7 +1364,7 @@ fn message_from_will(will: Will, now: Instant) -> SharedMessage {
 /// The payload and correlation data are copied out of the connection's read
 /// buffer: the message may sit in queues or the retained store for a long time,
 /// and a view into the read buffer would pin the whole buffer for as long.
-pub fn message_from_publish(publish: Publish, now: Instant) -> SharedMessage {
+pub fn message_from_publish(publish: Publish, id: u64, now: Instant) -> SharedMessage {
     let mut properties = publish.properties;
     properties.topic_alias = None;
     properties.subscription_identifiers.clear();
@@ -1081,6 +1373,7 @@ pub fn message_from_publish(publish: Publish, now: Instant) -> SharedMessage {
     }
     let payload = bytes::Bytes::copy_from_slice(&publish.payload);
     Arc::new(Message {
+        id,
         expires_at: properties
             .message_expiry_interval
             .map(|secs| now + Duration::from_secs(u64::from(secs))),

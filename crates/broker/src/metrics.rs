@@ -25,6 +25,10 @@ pub struct Metrics {
     pub dropped_too_large: AtomicU64,
     pub dropped_no_subscribers: AtomicU64,
     pub retained_refused: AtomicU64,
+    /// Messages refused because the durable store could not write them.
+    pub store_refusals: AtomicU64,
+    /// Damaged regions of the durable store set aside at the last start.
+    pub store_damaged_regions: AtomicU64,
     pub subscriptions_refused: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub keep_alive_timeouts: AtomicU64,

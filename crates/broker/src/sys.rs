@@ -66,6 +66,7 @@ pub(crate) fn publish(broker: &Broker, now: Instant) {
     ];
     for (topic, value) in values {
         let message = Arc::new(Message {
+            id: broker.next_message_id(),
             topic: topic.to_string(),
             payload: Bytes::from(value),
             qos: QoS::AtMostOnce,
@@ -73,6 +74,8 @@ pub(crate) fn publish(broker: &Broker, now: Instant) {
             properties: PublishProperties::default(),
             expires_at: None,
         });
-        broker.publish(None, message, now);
+        // Not through `publish`: `$SYS` values are regenerated, never stored.
+        let route = broker.route(None, &message);
+        broker.deliver_route(route, message, now);
     }
 }

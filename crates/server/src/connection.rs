@@ -17,11 +17,12 @@ use switchboard_broker::{
     message_from_publish, CloseReason, ConnectRequest, Connected, Control, Metrics, SessionEntry,
     CONTROL_CHANNEL_CAPACITY,
 };
+use switchboard_broker::{Record, Route};
 use switchboard_codec::{
     encode, Ack, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
     ProtocolVersion, Publish, QoS, ReasonCode,
 };
-use switchboard_session::{InboundAliases, IncomingQos2, KeepAlive};
+use switchboard_session::{InboundAliases, IncomingQos2, JournalEvent, KeepAlive, SharedMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -136,6 +137,30 @@ pub(crate) async fn run<S>(
         }
     };
     tracing::debug!(%peer, client_id = %connected.entry.client_id(), ?version, session_present = connected.session_present, "connected");
+    // A persistent session must be on disk before the client is told it exists.
+    if let Some(store) = shared
+        .broker
+        .store()
+        .filter(|_| !connected.records.is_empty())
+    {
+        let records = connected.records.clone();
+        if let Err(error) = store.append(records).wait().await {
+            tracing::error!(%error, client_id = %connected.entry.client_id(), "cannot store session; refusing connection");
+            shared.broker.disconnected(
+                &connected.entry,
+                connected.generation,
+                CloseReason::Shutdown,
+                now(),
+            );
+            let code = if error.is_disk_full() {
+                ReasonCode::QUOTA_EXCEEDED
+            } else {
+                ReasonCode::UNSPECIFIED_ERROR
+            };
+            refuse(&mut writer, version, code).await;
+            return;
+        }
+    }
     let connack = connack_for(&shared, &connect, &connected);
     push(
         &mut write_buffer,
@@ -160,6 +185,10 @@ pub(crate) async fn run<S>(
             .request_problem_information
             .unwrap_or(true),
         outgoing: Vec::with_capacity(POLL_BATCH),
+        records: Vec::new(),
+        barrier: false,
+        held: Vec::new(),
+        events: Vec::new(),
     };
     drop(connect);
 
@@ -328,6 +357,26 @@ struct Connection {
     request_problem_information: bool,
     /// Reused buffer for PUBLISH packets polled from the session.
     outgoing: Vec<Publish>,
+    /// Records for the durable store staged during the current pass (one read of
+    /// packets, or one pull from the queue); appended as one batch at its end.
+    records: Vec<Record>,
+    /// Set once a staged record must be durable before the output that follows
+    /// it: from then on, until the pass's batch is on disk, output is held.
+    barrier: bool,
+    /// Output held behind the barrier, in order.
+    held: Vec<Held>,
+    /// Reused buffer for the session's journal events.
+    events: Vec<JournalEvent>,
+}
+
+/// Output waiting for the pass's records to be durable.
+enum Held {
+    Packet(Packet),
+    /// A received message to hand to its subscribers.
+    Deliver {
+        route: Route,
+        message: SharedMessage,
+    },
 }
 
 impl Connection {
@@ -353,9 +402,15 @@ impl Connection {
         if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
             return close;
         }
+        if let Err(close) = self.finish_pass(write_buffer).await {
+            return close;
+        }
         loop {
             if write_buffer.len() < WRITE_HIGH_WATER {
                 if let Err(close) = self.pull_messages(write_buffer) {
+                    return close;
+                }
+                if let Err(close) = self.finish_pass(write_buffer).await {
                     return close;
                 }
             }
@@ -392,6 +447,9 @@ impl Connection {
                             if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
                                 return close;
                             }
+                            if let Err(close) = self.finish_pass(write_buffer).await {
+                                return close;
+                            }
                         }
                     }
                 }
@@ -407,11 +465,17 @@ impl Connection {
 
     /// Moves queued messages into the write buffer, up to a batch.
     fn pull_messages(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
-        let metrics = self.shared.broker.metrics();
+        let shared = self.shared.clone();
+        let metrics = shared.broker.metrics();
         self.outgoing.clear();
-        let drops =
-            self.entry
-                .poll_publishes(self.generation, now(), POLL_BATCH, &mut self.outgoing);
+        let drops = self.entry.poll_publishes(
+            self.generation,
+            now(),
+            POLL_BATCH,
+            &mut self.outgoing,
+            &mut self.events,
+        );
+        self.stage_journal();
         match drops {
             None => {
                 return Err(Close {
@@ -421,15 +485,121 @@ impl Connection {
             }
             Some(drops) => metrics.record_drops(&drops),
         }
-        for publish in self.outgoing.drain(..) {
-            push(
-                write_buffer,
-                &Packet::Publish(publish),
-                self.version,
-                metrics,
-            );
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        for publish in outgoing.drain(..) {
+            self.emit(write_buffer, Packet::Publish(publish));
         }
+        self.outgoing = outgoing;
         Ok(())
+    }
+
+    /// Converts the session's journal events into staged records.
+    fn stage_journal(&mut self) {
+        if !self.events.is_empty() {
+            self.barrier |=
+                self.shared
+                    .broker
+                    .journal_records(&self.entry, &self.events, &mut self.records);
+            self.events.clear();
+        }
+    }
+
+    /// Whether this connection's session is kept in the durable store.
+    fn durable(&self) -> bool {
+        self.entry.is_persistent() && self.shared.broker.store().is_some()
+    }
+
+    /// Ends a pass: appends the staged records as one batch and, if output is
+    /// held behind them, waits until they are durable and releases it (or, if
+    /// the store failed, refuses what was held).
+    async fn finish_pass(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
+        if self.records.is_empty() {
+            self.barrier = false;
+            return self.release(Ok(()), write_buffer);
+        }
+        let Some(store) = self.shared.broker.store().cloned() else {
+            self.records.clear();
+            self.barrier = false;
+            return self.release(Ok(()), write_buffer);
+        };
+        let ticket = store.append(std::mem::take(&mut self.records));
+        if !std::mem::take(&mut self.barrier) {
+            // Nobody waits for these (acknowledgements from the client, queue
+            // bookkeeping): a failure sets the store's needs-checkpoint flag.
+            drop(ticket);
+            return self.release(Ok(()), write_buffer);
+        }
+        let result = ticket.wait().await.map(|_| ());
+        self.release(result, write_buffer)
+    }
+
+    /// Writes (or, after a store failure, refuses) what was held.
+    fn release(
+        &mut self,
+        result: Result<(), switchboard_broker::persist::StoreError>,
+        write_buffer: &mut BytesMut,
+    ) -> Result<(), Close> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let broker = self.shared.broker.clone();
+        let metrics = broker.metrics();
+        let error = match result {
+            Ok(()) => {
+                for item in held {
+                    match item {
+                        Held::Packet(packet) => push(write_buffer, &packet, self.version, metrics),
+                        Held::Deliver { route, message } => {
+                            broker.deliver_route(route, message, now());
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        // Nothing held may claim success now: messages are refused (v5 reason
+        // code; 3.x has none, so the connection closes and the client resends).
+        tracing::error!(%error, client_id = %self.entry.client_id(), "durable store failed; refusing messages");
+        let code = if error.is_disk_full() {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::UNSPECIFIED_ERROR
+        };
+        let mut close = false;
+        for item in held {
+            match item {
+                Held::Deliver { .. } => Metrics::incr(&metrics.store_refusals),
+                Held::Packet(Packet::PubAck(ack)) if self.version.is_v5() => {
+                    let refusal = Ack::with_reason(ack.packet_id, code);
+                    push(
+                        write_buffer,
+                        &Packet::PubAck(refusal),
+                        self.version,
+                        metrics,
+                    );
+                }
+                Held::Packet(Packet::PubRec(ack)) if self.version.is_v5() => {
+                    let _ = self.entry.with_session(self.generation, |session| {
+                        session.abandon_incoming_qos2(ack.packet_id)
+                    });
+                    let refusal = Ack::with_reason(ack.packet_id, code);
+                    push(
+                        write_buffer,
+                        &Packet::PubRec(refusal),
+                        self.version,
+                        metrics,
+                    );
+                }
+                Held::Packet(_) => close = true,
+            }
+        }
+        if close {
+            Err(Close::protocol(code))
+        } else {
+            Ok(())
+        }
     }
 
     fn drain_packets(
@@ -457,28 +627,47 @@ impl Connection {
         }
     }
 
-    fn reply(&self, write_buffer: &mut BytesMut, packet: Packet) {
-        push(
-            write_buffer,
-            &packet,
-            self.version,
-            self.shared.broker.metrics(),
-        );
+    /// Sends a packet: into the write buffer, or behind the barrier if output is
+    /// being held for durable records.
+    fn emit(&mut self, write_buffer: &mut BytesMut, packet: Packet) {
+        if self.barrier {
+            self.held.push(Held::Packet(packet));
+        } else {
+            push(
+                write_buffer,
+                &packet,
+                self.version,
+                self.shared.broker.metrics(),
+            );
+        }
     }
 
-    /// The session lock for this connection, or a close if the session was taken over.
+    /// The session lock for this connection, or a close if the session was taken
+    /// over. What the session journals meanwhile is staged for the store.
     fn session<R>(
-        &self,
+        &mut self,
         f: impl FnOnce(&mut switchboard_session::Session) -> R,
     ) -> Result<R, Close> {
-        self.entry.with_session(self.generation, f).ok_or(Close {
-            send: None,
-            reason: CloseReason::Abnormal,
-        })
+        let events = &mut self.events;
+        let result = self
+            .entry
+            .with_session(self.generation, |session| {
+                let result = f(session);
+                if session.is_journaling() {
+                    session.take_journal(events);
+                }
+                result
+            })
+            .ok_or(Close {
+                send: None,
+                reason: CloseReason::Abnormal,
+            })?;
+        self.stage_journal();
+        Ok(result)
     }
 
     fn handle_packet(&mut self, packet: Packet, write_buffer: &mut BytesMut) -> Result<(), Close> {
-        let broker = &self.shared.broker;
+        let broker = self.shared.broker.clone();
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, write_buffer),
             Packet::PubAck(ack) => {
@@ -498,7 +687,7 @@ impl Connection {
                     Err(_) => Some(Ack::new(ack.packet_id)),
                 };
                 if let Some(release) = release {
-                    self.reply(write_buffer, Packet::PubRel(release));
+                    self.emit(write_buffer, Packet::PubRel(release));
                 }
                 Ok(())
             }
@@ -509,7 +698,16 @@ impl Connection {
                 } else {
                     ReasonCode::SUCCESS
                 };
-                self.reply(
+                if self.durable() {
+                    // The packet id may be reused once PUBCOMP is out: its release must
+                    // be durable first, or a restart would take the reuse for a resend.
+                    self.records.push(Record::InboundReleased {
+                        client_id: self.entry.client_id().to_string(),
+                        packet_id: ack.packet_id,
+                    });
+                    self.barrier = true;
+                }
+                self.emit(
                     write_buffer,
                     Packet::PubComp(Ack::with_reason(ack.packet_id, code)),
                 );
@@ -520,19 +718,28 @@ impl Connection {
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
+                let staged = self.records.len();
                 let suback = broker
-                    .subscribe(&self.entry, self.generation, &subscribe, now())
+                    .subscribe(
+                        &self.entry,
+                        self.generation,
+                        &subscribe,
+                        now(),
+                        &mut self.records,
+                    )
                     .map_err(Close::protocol)?;
-                self.reply(write_buffer, Packet::SubAck(suback));
+                // SUBACK only once the subscription would survive a restart.
+                self.barrier |= self.records.len() > staged;
+                self.emit(write_buffer, Packet::SubAck(suback));
                 Ok(())
             }
             Packet::Unsubscribe(unsubscribe) => {
-                let unsuback = broker.unsubscribe(&self.entry, &unsubscribe);
-                self.reply(write_buffer, Packet::UnsubAck(unsuback));
+                let unsuback = broker.unsubscribe(&self.entry, &unsubscribe, &mut self.records);
+                self.emit(write_buffer, Packet::UnsubAck(unsuback));
                 Ok(())
             }
             Packet::PingReq => {
-                self.reply(write_buffer, Packet::PingResp);
+                self.emit(write_buffer, Packet::PingResp);
                 Ok(())
             }
             Packet::Disconnect(disconnect) => {
@@ -607,7 +814,7 @@ impl Connection {
             return match publish.qos {
                 QoS::AtMostOnce => Err(Close::protocol(ReasonCode::PAYLOAD_FORMAT_INVALID)),
                 QoS::AtLeastOnce => {
-                    self.reply(
+                    self.emit(
                         write_buffer,
                         Packet::PubAck(Ack::with_reason(
                             packet_id,
@@ -617,7 +824,7 @@ impl Connection {
                     Ok(())
                 }
                 QoS::ExactlyOnce => {
-                    self.reply(
+                    self.emit(
                         write_buffer,
                         Packet::PubRec(Ack::with_reason(
                             packet_id,
@@ -638,7 +845,7 @@ impl Connection {
             match status {
                 IncomingQos2::Duplicate => {
                     // Exactly once: already routed; acknowledge again ([MQTT-4.3.3-?]).
-                    self.reply(write_buffer, Packet::PubRec(Ack::new(packet_id)));
+                    self.emit(write_buffer, Packet::PubRec(Ack::new(packet_id)));
                     return Ok(());
                 }
                 IncomingQos2::New if self.version.is_v5() && pending > receive_maximum => {
@@ -649,21 +856,41 @@ impl Connection {
                 }
                 IncomingQos2::New => {}
             }
+            if self.durable() {
+                // Exactly once across a restart: the packet id must be remembered
+                // before PUBREC tells the client the message arrived.
+                self.records.push(Record::InboundQos2 {
+                    client_id: self.entry.client_id().to_string(),
+                    packet_id,
+                });
+                self.barrier = true;
+            }
         }
-        let message = message_from_publish(publish, now());
-        let matched = broker.publish(Some(self.entry.key()), message, now());
-        let code = if matched == 0 && self.version.is_v5() {
+        let message = message_from_publish(publish, broker.next_message_id(), now());
+        let route = broker.route(Some(self.entry.key()), &message);
+        let code = if route.is_empty() && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
         };
+        // A message that must survive a crash is acknowledged and delivered only
+        // once it is on disk; anything after it on this connection waits too, so
+        // acknowledgements stay in order ([MQTT-4.6.0-2]).
+        if broker.stage_publish(&route, &message, &mut self.records) {
+            self.barrier = true;
+        }
+        if self.barrier {
+            self.held.push(Held::Deliver { route, message });
+        } else {
+            broker.deliver_route(route, message, now());
+        }
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.reply(
+            QoS::AtLeastOnce => self.emit(
                 write_buffer,
                 Packet::PubAck(Ack::with_reason(packet_id, code)),
             ),
-            QoS::ExactlyOnce => self.reply(
+            QoS::ExactlyOnce => self.emit(
                 write_buffer,
                 Packet::PubRec(Ack::with_reason(packet_id, code)),
             ),

@@ -43,6 +43,23 @@ pub struct ListenerOptions {
     pub max_connections: usize,
 }
 
+/// Where the broker keeps what must survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing on disk: a restart loses sessions, queued and retained messages.
+    Memory,
+    /// The durable log in `data_dir`, fsynced before anything that must be
+    /// kept is acknowledged.
+    Sync { data_dir: std::path::PathBuf },
+    /// The durable log in `data_dir`, fsynced every `interval`: acknowledged
+    /// messages survive a crash of the process, but a power loss can lose up
+    /// to one interval of them.
+    Periodic {
+        data_dir: std::path::PathBuf,
+        interval: Duration,
+    },
+}
+
 /// Everything the server needs; the binary builds it from the config file and flags.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -52,6 +69,8 @@ pub struct ServerOptions {
     /// A socket that has not sent a complete CONNECT by then is closed.
     pub connect_timeout: Duration,
     pub broker: Settings,
+    /// Memory by default for an embedded server; the binary's default is `Sync`.
+    pub durability: Durability,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +85,7 @@ impl Default for ServerOptions {
             max_connections: 0,
             connect_timeout: Duration::from_secs(10),
             broker: Settings::default(),
+            durability: Durability::Memory,
         }
     }
 }
@@ -80,6 +100,11 @@ pub enum ServerError {
     },
     #[error("no listener configured")]
     NoListener,
+    #[error("cannot open the data directory {dir}: {source}")]
+    Store {
+        dir: std::path::PathBuf,
+        source: switchboard_broker::persist::StoreError,
+    },
 }
 
 /// State shared by every connection task.
@@ -124,10 +149,8 @@ impl Server {
                 local_addr,
             });
         }
-        let broker = Arc::new(Broker::new(
-            options.broker.clone(),
-            tokio::time::Instant::now().into_std(),
-        ));
+        let now = tokio::time::Instant::now().into_std();
+        let broker = Arc::new(open_broker(&options, now)?);
         Ok(Server {
             shared: Arc::new(Shared { broker, options }),
             listeners,
@@ -170,6 +193,9 @@ impl Server {
             ));
         }
         tracker.spawn(tick_loop(self.shared.clone(), cancel.clone()));
+        if self.shared.broker.store().is_some() {
+            tracker.spawn(checkpoint_loop(self.shared.clone(), cancel.clone()));
+        }
         RunningServer {
             shared: self.shared,
             addrs,
@@ -220,6 +246,20 @@ impl RunningServer {
             .is_err()
         {
             tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+        if let Some(store) = self.shared.broker.store().cloned() {
+            // Close the loss window of periodic mode, and make everything durable
+            // that was appended without waiting.
+            let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+            match synced {
+                Ok(Ok(())) => tracing::info!("durable store synced"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "final fsync of the durable store failed")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "final fsync of the durable store did not run")
+                }
+            }
         }
     }
 }
@@ -309,6 +349,84 @@ async fn tick_loop(shared: Arc<Shared>, cancel: CancellationToken) {
                 shared.broker.publish_sys(now);
                 last_sys = Some(now);
             }
+        }
+    }
+}
+
+/// How often the checkpoint policy is checked (a checkpoint is written only when
+/// the log has grown past twice the live data plus slack, or after a write
+/// failure; see the store crate).
+const CHECKPOINT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Opens the broker: in memory, or recovered from the durable log.
+fn open_broker(options: &ServerOptions, now: std::time::Instant) -> Result<Broker, ServerError> {
+    use switchboard_broker::persist::{LogConfig, SyncMode};
+    let (data_dir, sync) = match &options.durability {
+        Durability::Memory => return Ok(Broker::new(options.broker.clone(), now)),
+        Durability::Sync { data_dir } => (data_dir.clone(), SyncMode::Always),
+        Durability::Periodic { data_dir, interval } => {
+            (data_dir.clone(), SyncMode::Periodic(*interval))
+        }
+    };
+    let mut config = LogConfig::new(&data_dir);
+    config.sync = sync;
+    let started = std::time::Instant::now();
+    let (store, recovered) =
+        switchboard_broker::Store::open(config, now).map_err(|source| ServerError::Store {
+            dir: data_dir.clone(),
+            source,
+        })?;
+    let report = &recovered.report;
+    for damage in &report.damaged {
+        tracing::error!(
+            file = %damage.file.display(),
+            offset = damage.offset,
+            length = damage.length,
+            reason = %damage.reason,
+            "DATA LOSS: a damaged part of the durable store was set aside; everything else was recovered"
+        );
+    }
+    if let Some(torn) = &report.torn_tail {
+        tracing::info!(file = %torn.file.display(), offset = torn.offset, "dropped an incomplete last write (never acknowledged)");
+    }
+    let (broker, summary) =
+        Broker::with_store(options.broker.clone(), now, store, &recovered.state);
+    switchboard_broker::Metrics::add(
+        &broker.metrics().store_damaged_regions,
+        report.damaged.len() as u64,
+    );
+    tracing::info!(
+        dir = %data_dir.display(),
+        sessions = summary.sessions,
+        subscriptions = summary.subscriptions,
+        queued = summary.queued,
+        in_flight = summary.inflight,
+        retained = summary.retained,
+        wills = summary.wills,
+        skipped = summary.messages_skipped,
+        records = report.records_replayed + report.snapshot_records,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered durable state"
+    );
+    Ok(broker)
+}
+
+async fn checkpoint_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECKPOINT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(store) = shared.broker.store().cloned() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || store.maybe_checkpoint()).await {
+            Ok(Ok(Some(report))) => tracing::info!(?report, "checkpoint written"),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "checkpoint failed; will retry"),
+            Err(error) => tracing::error!(%error, "checkpoint task failed"),
         }
     }
 }

@@ -29,8 +29,19 @@ pub(crate) enum FlowState {
     Unacknowledged(Delivery),
     /// QoS 2 after a successful PUBREC: the PUBREL is unacknowledged until
     /// PUBCOMP ([MQTT-4.3.3-5]). The message itself is discarded (figure 4.3)
-    /// and must never be sent again ([MQTT-4.3.3-6]).
-    Released,
+    /// and must never be sent again ([MQTT-4.3.3-6]); only its id is kept, so
+    /// that the journal can say which message completed or was removed.
+    Released { message_id: u64 },
+}
+
+impl FlowState {
+    /// The [`crate::Message::id`] of the message this flow delivers.
+    pub(crate) fn message_id(&self) -> u64 {
+        match self {
+            FlowState::Unacknowledged(delivery) => delivery.message.id,
+            FlowState::Released { message_id } => *message_id,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -44,6 +55,8 @@ pub(crate) struct Entry {
     pub(crate) counted: bool,
     /// The Message Expiry Interval of the first send, repeated on resends:
     /// the wait in the server ended when sending began ([MQTT-3.3.2-6]).
+    /// `None` for a flow restored after a restart (the first send's interval
+    /// was not recorded; see [`crate::Session::restore_inflight`]).
     pub(crate) expiry_interval: Option<u32>,
     pub(crate) state: FlowState,
 }
@@ -127,6 +140,31 @@ impl InFlight {
         sequence
     }
 
+    /// Records a flow restored after a restart, after every flow recorded so
+    /// far in send order, holding no send quota. A flow already recorded
+    /// under `packet_id` is replaced (the caller takes care of its quota).
+    /// Packet id allocation carries on after `packet_id`, as it would have
+    /// after sending it.
+    pub(crate) fn restore(&mut self, packet_id: u16, state: FlowState) -> Option<Entry> {
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        let replaced = self.entries.insert(
+            packet_id,
+            Entry {
+                sequence,
+                counted: false,
+                expiry_interval: None,
+                state,
+            },
+        );
+        self.order.push_back((sequence, packet_id));
+        self.next_packet_id = packet_id.checked_add(1).unwrap_or(1);
+        if replaced.is_some() {
+            self.tidy_order();
+        }
+        replaced
+    }
+
     /// Ends the flow of `packet_id`, freeing the id.
     pub(crate) fn remove(&mut self, packet_id: u16) -> Option<Entry> {
         let entry = self.entries.remove(&packet_id)?;
@@ -173,9 +211,13 @@ impl InFlight {
             .filter(|&(sequence, packet_id)| self.is_live(sequence, packet_id))
     }
 
-    /// Removes every entry for which `take` returns true and returns them in
-    /// send order; also sweeps stale order records. O(n).
-    pub(crate) fn drain_where(&mut self, mut take: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
+    /// Removes every entry for which `take` returns true and returns them
+    /// with their packet ids, in send order; also sweeps stale order records.
+    /// O(n).
+    pub(crate) fn drain_where(
+        &mut self,
+        mut take: impl FnMut(&Entry) -> bool,
+    ) -> Vec<(u16, Entry)> {
         let mut taken = Vec::new();
         let entries = &mut self.entries;
         self.order.retain(|&(sequence, packet_id)| {
@@ -189,7 +231,7 @@ impl InFlight {
                 return true;
             }
             if let Some(entry) = entries.remove(&packet_id) {
-                taken.push(entry);
+                taken.push((packet_id, entry));
             }
             false
         });
@@ -230,6 +272,7 @@ mod tests {
     fn delivery() -> Delivery {
         Delivery::new(
             Arc::new(Message {
+                id: 0,
                 topic: "t".to_owned(),
                 payload: Bytes::new(),
                 qos: QoS::AtLeastOnce,
@@ -307,14 +350,48 @@ mod tests {
     }
 
     #[test]
+    fn restored_flows_follow_restore_order_and_hold_no_quota() {
+        let mut inflight = InFlight::new();
+        inflight.insert(9, delivery(), Some(5));
+        assert!(inflight
+            .restore(4, FlowState::Released { message_id: 1 })
+            .is_none());
+        assert!(inflight
+            .restore(2, FlowState::Unacknowledged(delivery()))
+            .is_none());
+        let ids: Vec<u16> = inflight.order().map(|(_, id)| id).collect();
+        assert_eq!(ids, vec![9, 4, 2]);
+        let restored = inflight.get(2).unwrap();
+        assert!(!restored.counted);
+        assert_eq!(restored.expiry_interval, None);
+        // Allocation carries on after the last id restored, skipping ids in use.
+        assert_eq!(inflight.allocate_packet_id(), Some(3));
+        assert_eq!(inflight.allocate_packet_id(), Some(5));
+        // Restoring an id again replaces the flow and moves it to the end.
+        let replaced = inflight.restore(4, FlowState::Unacknowledged(delivery()));
+        assert!(matches!(
+            replaced.map(|entry| entry.state),
+            Some(FlowState::Released { message_id: 1 })
+        ));
+        let ids: Vec<u16> = inflight.order().map(|(_, id)| id).collect();
+        assert_eq!(ids, vec![9, 2, 4]);
+        assert_eq!(inflight.len(), 3);
+        inflight.restore(u16::MAX, FlowState::Released { message_id: 2 });
+        assert_eq!(inflight.allocate_packet_id(), Some(1), "never 0");
+    }
+
+    #[test]
     fn drain_where_keeps_send_order() {
         let mut inflight = InFlight::new();
         for id in [5, 3, 9, 4] {
             inflight.insert(id, delivery(), None);
         }
         let taken = inflight.drain_where(|entry| entry.sequence % 2 == 0);
-        let sequences: Vec<u64> = taken.iter().map(|entry| entry.sequence).collect();
-        assert_eq!(sequences, vec![0, 2]);
+        let sequences: Vec<(u16, u64)> = taken
+            .iter()
+            .map(|(packet_id, entry)| (*packet_id, entry.sequence))
+            .collect();
+        assert_eq!(sequences, vec![(5, 0), (9, 2)]);
         let left: Vec<u16> = inflight.order().map(|(_, id)| id).collect();
         assert_eq!(left, vec![3, 4]);
         assert_eq!(inflight.len(), 2);

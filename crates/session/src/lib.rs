@@ -53,8 +53,34 @@
 //! - The queue holds at most `max_queued_messages` deliveries and
 //!   `max_queued_bytes` bytes (one message of any size fits an empty queue);
 //!   on overflow the new delivery is dropped. Every drop is counted by reason.
+//!   Only a restore ([`Session::restore_queued`]) may exceed the bounds.
 //! - Nothing here panics on client input: unexpected acknowledgements are
 //!   errors ([`SessionError`]) and leave the state unchanged.
+//!
+//! # Journal and restore
+//!
+//! A broker that persists sessions turns on [`Session::set_journaling`] and,
+//! after each call under the session's lock, moves the recorded
+//! [`JournalEvent`]s to its durable store with [`Session::take_journal`].
+//! Together with what the broker already knows from return values (an
+//! enqueue that returned [`EnqueueOutcome::Queued`], inbound QoS 2 ids), the
+//! events are enough to keep, per session, the queue (message ids in order)
+//! and the in-flight flows (packet id, message id, stage, in send order):
+//!
+//! | Event | Queue | In flight |
+//! |---|---|---|
+//! | `Sent { message_id, packet_id, qos }` | remove the oldest `message_id` | add `packet_id` -> `message_id`, awaiting PUBACK/PUBREC, last in send order |
+//! | `SentQos0 { message_id }` | remove the oldest `message_id` | |
+//! | `Released { packet_id }` | | `packet_id` now awaits PUBCOMP |
+//! | `Completed { packet_id, .. }` | | remove `packet_id` |
+//! | `Removed { packet_id: None, message_id }` | remove the oldest `message_id` (see [`JournalEvent`] for `take_shared`) | |
+//! | `Removed { packet_id: Some(id), .. }` | | remove `id` |
+//!
+//! At start, before any attach, the broker rebuilds each session from that
+//! state with [`Session::restore_queued`], [`Session::restore_inflight`] (in
+//! send order) and [`Session::restore_incoming_qos2`], which emit no events,
+//! then turns journaling on. With journaling off, each recording point costs
+//! one branch on a `bool`.
 //!
 //! # Cost
 //!
@@ -68,11 +94,13 @@
 mod alias;
 mod hash;
 mod inflight;
+mod journal;
 mod keep_alive;
 mod message;
 mod session;
 
 pub use alias::InboundAliases;
+pub use journal::JournalEvent;
 pub use keep_alive::KeepAlive;
 pub use message::{Delivery, Message, SharedMessage};
 pub use session::{

@@ -15,6 +15,12 @@ use switchboard_codec::{PublishProperties, QoS};
 /// message waits in any queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// A broker-wide id, unique among the messages the broker holds: the
+    /// durable store refers to a message by it, and every
+    /// [`crate::JournalEvent`] names the message it concerns by it. Callers
+    /// that do not persist anything may leave it 0; the session never looks
+    /// at it except to put it in journal events.
+    pub id: u64,
     pub topic: String,
     pub payload: Bytes,
     /// QoS as published.
@@ -106,6 +112,7 @@ mod tests {
     #[test]
     fn size_counts_topic_payload_and_properties() {
         let message = Message {
+            id: 1,
             topic: "a/b".to_owned(),
             payload: Bytes::from_static(b"12345"),
             qos: QoS::AtLeastOnce,
@@ -126,6 +133,7 @@ mod tests {
     fn expiry_is_reached_at_the_instant() {
         let t0 = Instant::now();
         let message = Message {
+            id: 2,
             topic: "t".to_owned(),
             payload: Bytes::new(),
             qos: QoS::AtMostOnce,

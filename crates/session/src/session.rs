@@ -12,6 +12,7 @@ use switchboard_codec::{
 
 use crate::hash::PacketIdSet;
 use crate::inflight::{FlowState, InFlight};
+use crate::journal::{Journal, JournalEvent};
 use crate::message::Delivery;
 
 /// Bounds on one session's state. Set by the broker from its configuration;
@@ -247,6 +248,9 @@ pub struct Session {
     /// (4.1: part of the session state). At most 65,535 entries.
     incoming_qos2: PacketIdSet,
     drops: DropCounts,
+    /// What a durable store must record; off (and empty) unless the broker
+    /// persists this session ([`Session::set_journaling`]).
+    journal: Journal,
 }
 
 impl Session {
@@ -261,6 +265,7 @@ impl Session {
             quota_used: 0,
             incoming_qos2: PacketIdSet::default(),
             drops: DropCounts::default(),
+            journal: Journal::default(),
         }
     }
 
@@ -316,12 +321,13 @@ impl Session {
                 continue;
             };
             let delivery = match &entry.state {
-                FlowState::Released => {
+                FlowState::Released { .. } => {
                     packets.push(Packet::PubRel(Ack::new(packet_id)));
                     continue;
                 }
                 FlowState::Unacknowledged(delivery) => delivery,
             };
+            let message_id = delivery.message.id;
             if self.quota_used >= window {
                 self.resend.push_back((sequence, packet_id));
                 continue;
@@ -342,6 +348,10 @@ impl Session {
                 None => {
                     self.inflight.remove(packet_id);
                     self.drops.count(DropReason::TooLargeForClient);
+                    self.journal.record(JournalEvent::Removed {
+                        message_id,
+                        packet_id: Some(packet_id),
+                    });
                 }
             }
         }
@@ -370,8 +380,30 @@ impl Session {
     /// queued ones (queue order). A QoS 2 delivery already sent is never
     /// returned: it belongs to this member until it completes, and dies with
     /// the session ([MQTT-4.8.2-4], [MQTT-4.8.2-5]). O(n).
+    ///
+    /// Journal: [`JournalEvent::Removed`] for every delivery returned or
+    /// discarded, queued or in flight (any stage): first those of
+    /// [`Session::take_shared`], then the remaining in-flight ones in send
+    /// order, then the remaining queued ones in queue order. The inbound
+    /// QoS 2 ids are not journaled (see [`JournalEvent`]).
     pub fn clear(&mut self) -> Vec<Delivery> {
         let shared = self.take_shared();
+        if self.journal.is_on() {
+            for (_, packet_id) in self.inflight.order() {
+                if let Some(entry) = self.inflight.get(packet_id) {
+                    self.journal.record(JournalEvent::Removed {
+                        message_id: entry.state.message_id(),
+                        packet_id: Some(packet_id),
+                    });
+                }
+            }
+            for queued in &self.queue {
+                self.journal.record(JournalEvent::Removed {
+                    message_id: queued.delivery.message.id,
+                    packet_id: None,
+                });
+            }
+        }
         self.queue.clear();
         self.queued_bytes = 0;
         self.inflight.clear();
@@ -386,6 +418,9 @@ impl Session {
     /// whose connection went away but whose session lives on. Call it on a
     /// detached session: a client still attached would later acknowledge ids
     /// this frees. O(n).
+    ///
+    /// Journal: [`JournalEvent::Removed`] for each delivery returned, in the
+    /// order returned (in flight with `Some(packet_id)`, queued with `None`).
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut shared = Vec::new();
         // QoS 2 stays: its delivery must be completed by this member on
@@ -394,10 +429,14 @@ impl Session {
             matches!(&entry.state, FlowState::Unacknowledged(delivery)
                 if delivery.shared_group.is_some() && delivery.qos != QoS::ExactlyOnce)
         });
-        for entry in taken {
+        for (packet_id, entry) in taken {
             if entry.counted {
                 self.quota_used = self.quota_used.saturating_sub(1);
             }
+            self.journal.record(JournalEvent::Removed {
+                message_id: entry.state.message_id(),
+                packet_id: Some(packet_id),
+            });
             if let FlowState::Unacknowledged(delivery) = entry.state {
                 shared.push(delivery);
             }
@@ -411,6 +450,10 @@ impl Session {
             for queued in self.queue.drain(..) {
                 if queued.delivery.shared_group.is_some() {
                     self.queued_bytes = self.queued_bytes.saturating_sub(queued.size);
+                    self.journal.record(JournalEvent::Removed {
+                        message_id: queued.delivery.message.id,
+                        packet_id: None,
+                    });
                     shared.push(queued.delivery);
                 } else {
                     kept.push_back(queued);
@@ -436,6 +479,10 @@ impl Session {
     /// bound ([`DropReason::QueueFull`]) and the byte bound
     /// ([`DropReason::QueueBytesFull`]), which admits any one message into an
     /// empty queue.
+    ///
+    /// Journal: nothing for the delivery itself (the caller records
+    /// [`EnqueueOutcome::Queued`]); [`JournalEvent::Removed`] for each expired
+    /// delivery discarded from the head of a full queue.
     pub fn enqueue(&mut self, delivery: Delivery, now: Instant) -> EnqueueOutcome {
         let outcome = self.admit(&delivery, now);
         match outcome {
@@ -484,8 +531,19 @@ impl Session {
             if !queued.delivery.message.is_expired(now) {
                 break;
             }
-            self.pop_queued();
-            self.drops.count(DropReason::Expired);
+            self.drop_queued_head(DropReason::Expired);
+        }
+    }
+
+    /// Drops the delivery at the head of the queue, which was never sent:
+    /// counted, and journaled as removed.
+    fn drop_queued_head(&mut self, reason: DropReason) {
+        if let Some(delivery) = self.pop_queued() {
+            self.drops.count(reason);
+            self.journal.record(JournalEvent::Removed {
+                message_id: delivery.message.id,
+                packet_id: None,
+            });
         }
     }
 
@@ -517,6 +575,11 @@ impl Session {
     /// - 3.x clients get no properties (the encoder would ignore them, so they
     ///   are not cloned); MQTT 5 clients get the message's properties with the
     ///   delivery's subscription identifiers ([MQTT-3.3.4-3]) and no alias.
+    ///
+    /// Journal: [`JournalEvent::Sent`] or [`JournalEvent::SentQos0`] for a
+    /// first send, [`JournalEvent::Removed`] for each delivery dropped
+    /// (expired or too large; with its packet id for a held-back resend that
+    /// no longer fits); nothing for a resend.
     pub fn poll_publish(&mut self, now: Instant) -> Option<Publish> {
         let client = self.client?;
         let window = window(&self.limits, &client);
@@ -530,8 +593,7 @@ impl Session {
         loop {
             let head = &self.queue.front()?.delivery;
             if head.message.is_expired(now) {
-                self.pop_queued();
-                self.drops.count(DropReason::Expired);
+                self.drop_queued_head(DropReason::Expired);
                 continue;
             }
             let packet_id = if head.qos == QoS::AtMostOnce {
@@ -548,15 +610,23 @@ impl Session {
                 .expires_at
                 .map(|expires_at| remaining_whole_seconds(expires_at, now));
             let publish = build_publish(head, &client, packet_id, false, expiry_interval);
-            let checked = checked_size(publish, &client);
-            let delivery = self.pop_queued()?;
-            let Some(Packet::Publish(publish)) = checked else {
-                self.drops.count(DropReason::TooLargeForClient);
+            let Some(Packet::Publish(publish)) = checked_size(publish, &client) else {
+                self.drop_queued_head(DropReason::TooLargeForClient);
                 continue;
             };
-            if let Some(packet_id) = packet_id {
-                self.inflight.insert(packet_id, delivery, expiry_interval);
-                self.quota_used = self.quota_used.saturating_add(1);
+            let delivery = self.pop_queued()?;
+            let message_id = delivery.message.id;
+            match packet_id {
+                Some(packet_id) => {
+                    self.journal.record(JournalEvent::Sent {
+                        message_id,
+                        packet_id,
+                        qos: delivery.qos,
+                    });
+                    self.inflight.insert(packet_id, delivery, expiry_interval);
+                    self.quota_used = self.quota_used.saturating_add(1);
+                }
+                None => self.journal.record(JournalEvent::SentQos0 { message_id }),
             }
             return Some(publish);
         }
@@ -580,6 +650,7 @@ impl Session {
             let FlowState::Unacknowledged(delivery) = &entry.state else {
                 continue;
             };
+            let message_id = delivery.message.id;
             let publish = build_publish(
                 delivery,
                 client,
@@ -596,6 +667,10 @@ impl Session {
                 _ => {
                     self.inflight.remove(packet_id);
                     self.drops.count(DropReason::TooLargeForClient);
+                    self.journal.record(JournalEvent::Removed {
+                        message_id,
+                        packet_id: Some(packet_id),
+                    });
                 }
             }
         }
@@ -612,6 +687,7 @@ impl Session {
 
     /// PUBACK from the client: the QoS 1 flow ends and the id is free, whatever
     /// the reason code ([MQTT-4.4.0-2]: an error PUBACK also acknowledges).
+    /// Journal: [`JournalEvent::Completed`].
     pub fn handle_puback(&mut self, packet_id: u16) -> Result<(), SessionError> {
         let entry = self
             .inflight
@@ -640,6 +716,9 @@ impl Session {
     /// here, the id is free and nothing is sent or ever resent
     /// ([MQTT-4.4.0-2], 4.9). A repeated PUBREC for an id already awaiting
     /// PUBCOMP gets the PUBREL again.
+    ///
+    /// Journal: [`JournalEvent::Released`] on success,
+    /// [`JournalEvent::Completed`] on an error code, nothing for a repeat.
     pub fn handle_pubrec(&mut self, ack: &Ack) -> Result<Option<Ack>, SessionError> {
         let packet_id = ack.packet_id;
         let entry = self
@@ -649,9 +728,11 @@ impl Session {
                 received: AckKind::PubRec,
                 packet_id,
             })?;
-        match &entry.state {
-            FlowState::Unacknowledged(delivery) if delivery.qos == QoS::ExactlyOnce => {}
-            FlowState::Released => return Ok(Some(Ack::new(packet_id))),
+        let message_id = match &entry.state {
+            FlowState::Unacknowledged(delivery) if delivery.qos == QoS::ExactlyOnce => {
+                delivery.message.id
+            }
+            FlowState::Released { .. } => return Ok(Some(Ack::new(packet_id))),
             state => {
                 return Err(SessionError::UnexpectedAck {
                     received: AckKind::PubRec,
@@ -659,16 +740,18 @@ impl Session {
                     packet_id,
                 })
             }
-        }
+        };
         if ack.reason_code.is_error() {
             self.end_flow(packet_id);
             return Ok(None);
         }
-        entry.state = FlowState::Released;
+        entry.state = FlowState::Released { message_id };
+        self.journal.record(JournalEvent::Released { packet_id });
         Ok(Some(Ack::new(packet_id)))
     }
 
     /// PUBCOMP from the client: the QoS 2 flow ends and the id is free.
+    /// Journal: [`JournalEvent::Completed`].
     pub fn handle_pubcomp(&mut self, packet_id: u16) -> Result<(), SessionError> {
         let entry = self
             .inflight
@@ -688,12 +771,17 @@ impl Session {
         Ok(())
     }
 
-    /// Removes a finished flow and gives its quota back.
+    /// Removes a finished flow, gives its quota back and journals it as
+    /// completed.
     fn end_flow(&mut self, packet_id: u16) {
         if let Some(entry) = self.inflight.remove(packet_id) {
             if entry.counted {
                 self.quota_used = self.quota_used.saturating_sub(1);
             }
+            self.journal.record(JournalEvent::Completed {
+                packet_id,
+                message_id: entry.state.message_id(),
+            });
         }
     }
 
@@ -761,6 +849,108 @@ impl Session {
         }
         !self.resend.is_empty() || !self.queue.is_empty()
     }
+
+    /// Starts or stops recording [`JournalEvent`]s. Off by default, and then
+    /// recording costs one branch per event and allocates nothing.
+    ///
+    /// Turning it off DISCARDS the events not yet taken (and frees their
+    /// buffer): call [`Session::take_journal`] first if they are wanted. So a
+    /// journal turned on again always starts empty, never with events from
+    /// before that the store has not seen.
+    ///
+    /// Turn it on before the first call whose effects the store must see
+    /// (right after the restore calls, or right after [`Session::new`]). It
+    /// does not describe the state the session already holds: a store that
+    /// starts following a session with deliveries already queued or in flight
+    /// must learn about them some other way.
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journal.set_on(on);
+    }
+
+    pub fn is_journaling(&self) -> bool {
+        self.journal.is_on()
+    }
+
+    /// Moves the events recorded since the last call into `out` (appends), in
+    /// the order they happened. Call it before releasing the session's lock
+    /// after any call that may record (`enqueue`, `poll_publish`, `attach`,
+    /// the acknowledgement handlers, `take_shared`, `clear`), so that the
+    /// store sees one session's events in order and the buffer stays small.
+    /// Allocates nothing once `out` has grown to its high-water mark.
+    pub fn take_journal(&mut self, out: &mut Vec<JournalEvent>) {
+        self.journal.take(out);
+    }
+
+    /// Appends a delivery to the queue as it was before the restart. Bypasses
+    /// the queue limits: nothing that was acknowledged to a publisher may be
+    /// dropped at restart (later [`Session::enqueue`] calls see a full queue
+    /// until it drains below the limits). Emits no journal event. O(1).
+    ///
+    /// Call order at start: [`Session::new`], the restore calls (queued
+    /// deliveries in queue order, in-flight flows in send order, in any
+    /// interleaving), [`Session::set_journaling`], then the first
+    /// [`Session::attach`].
+    pub fn restore_queued(&mut self, delivery: Delivery) {
+        let size = delivery.message.size();
+        self.queued_bytes = self.queued_bytes.saturating_add(size);
+        self.queue.push_back(Queued { delivery, size });
+    }
+
+    /// Restores an outbound flow that was in flight:
+    ///
+    /// - `released = false`: the PUBLISH with this packet id awaits PUBACK
+    ///   (QoS 1) or PUBREC (QoS 2); it is resent with DUP=1 and this id at
+    ///   the next [`Session::attach`] ([MQTT-4.4.0-1]).
+    /// - `released = true`: PUBREC was received; PUBREL is resent at the next
+    ///   attach and PUBCOMP awaited. The delivery is kept only for its
+    ///   message id ([MQTT-4.3.3-6]: the PUBLISH is never sent again).
+    ///
+    /// Restored flows keep their send order = the order of restore calls,
+    /// after any flow already in flight; they hold none of the send quota
+    /// (no connection sent them). New sends never take a restored id while
+    /// its flow lasts ([MQTT-2.2.1-4]); allocation carries on after the last
+    /// id restored. Emits no journal event. O(1) amortised.
+    ///
+    /// The Message Expiry Interval of the first send was not recorded, and
+    /// `attach` reads no clock to recompute it, so a restored PUBLISH is
+    /// resent WITHOUT a Message Expiry Interval. Like any in-flight message
+    /// it no longer expires here ([MQTT-3.3.2-5], [MQTT-4.3.3-7]).
+    ///
+    /// Input that no session could have produced (only a corrupt store gives
+    /// it) is handled without panicking and without losing a message: an
+    /// unreleased delivery with packet id 0 or at QoS 0 cannot be resumed as
+    /// a flow and is appended to the queue instead (sent again as new, with
+    /// DUP=0 and a fresh id); a released flow with packet id 0 is ignored
+    /// (the client already has the message; no PUBREL can carry id 0). A
+    /// packet id restored twice keeps the later flow only.
+    pub fn restore_inflight(&mut self, packet_id: u16, delivery: Delivery, released: bool) {
+        let state = if released {
+            if packet_id == 0 {
+                return;
+            }
+            FlowState::Released {
+                message_id: delivery.message.id,
+            }
+        } else {
+            if packet_id == 0 || delivery.qos == QoS::AtMostOnce {
+                self.restore_queued(delivery);
+                return;
+            }
+            FlowState::Unacknowledged(delivery)
+        };
+        if let Some(replaced) = self.inflight.restore(packet_id, state) {
+            if replaced.counted {
+                self.quota_used = self.quota_used.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Restores an inbound QoS 2 packet id awaiting PUBREL (4.1): a PUBLISH
+    /// with this id is then a [`IncomingQos2::Duplicate`] and a PUBREL for it
+    /// succeeds. At most 65,535 ids can be held, whatever the input.
+    pub fn restore_incoming_qos2(&mut self, packet_id: u16) {
+        self.incoming_qos2.insert(packet_id);
+    }
 }
 
 /// The acknowledgement an in-flight entry awaits.
@@ -768,7 +958,7 @@ fn expected_ack(state: &FlowState) -> AckKind {
     match state {
         FlowState::Unacknowledged(delivery) if delivery.qos == QoS::AtLeastOnce => AckKind::PubAck,
         FlowState::Unacknowledged(_) => AckKind::PubRec,
-        FlowState::Released => AckKind::PubComp,
+        FlowState::Released { .. } => AckKind::PubComp,
     }
 }
 
@@ -841,5 +1031,7 @@ fn checked_size(publish: Publish, client: &ClientParams) -> Option<Packet> {
     }
 }
 
+#[cfg(test)]
+mod journal_tests;
 #[cfg(test)]
 mod tests;

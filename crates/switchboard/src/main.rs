@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard_config::{Config, Overrides};
-use switchboard_server::{ListenerKind, ListenerOptions, Server, ServerOptions};
+use switchboard_server::{Durability, ListenerKind, ListenerOptions, Server, ServerOptions};
+
+/// `durability = "periodic"` fsyncs this often: the most a power loss can take.
+const PERIODIC_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,14 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(errors) => anyhow::bail!("invalid configuration:\n{errors}"),
     };
     init_logging(&config.log_level);
-    if config.durability != switchboard_config::Durability::Memory {
-        tracing::warn!(
-            "durability = \"{}\" is not implemented yet: sessions, queued and retained messages \
-             are kept in memory only and a restart loses them (data dir {} is not used)",
-            config.durability.as_str(),
-            config.data_dir.display()
-        );
-    }
+    let shutdown = shutdown_signal()?;
     let options = server_options(&config)?;
     let server = Server::bind(options)
         .await
@@ -144,7 +140,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION")
         );
     }
-    server.run(shutdown_signal()).await;
+    server.run(shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -161,26 +157,28 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so that a signal arriving
+/// between start-up and the serving loop is not lost (the default action would
+/// kill the process instead of shutting down gracefully).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -237,10 +235,21 @@ fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
         allow_zero_length_client_id: session.allow_zero_length_client_id,
         sys_interval: config.sys_interval(),
     };
+    let durability = match config.durability {
+        switchboard_config::Durability::Memory => Durability::Memory,
+        switchboard_config::Durability::Sync => Durability::Sync {
+            data_dir: config.data_dir.clone(),
+        },
+        switchboard_config::Durability::Periodic => Durability::Periodic {
+            data_dir: config.data_dir.clone(),
+            interval: PERIODIC_SYNC_INTERVAL,
+        },
+    };
     Ok(ServerOptions {
         listeners,
         max_connections: limits.max_connections,
         connect_timeout: limits.connect_timeout(),
         broker,
+        durability,
     })
 }

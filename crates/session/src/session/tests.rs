@@ -26,6 +26,7 @@ fn v5(receive_maximum: u16) -> ClientParams {
 
 fn message(topic: &str, payload: &'static [u8], qos: QoS) -> Message {
     Message {
+        id: 0,
         topic: topic.to_owned(),
         payload: Bytes::from_static(payload),
         qos,

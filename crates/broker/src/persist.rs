@@ -1,0 +1,339 @@
+//! The bridge between the broker's in-memory state and the durable log.
+//!
+//! The broker stays the source of truth while it runs; the log is a journal of
+//! what must survive a crash, in the form of idempotent [`Record`]s. A
+//! [`Store`] wraps the log with:
+//! - a mirror [`State`] that every appended record is applied to (under the
+//!   same lock as the append, so the mirror's order is the log's order); a
+//!   checkpoint writes the mirror as the new snapshot, which is how the log's
+//!   space is reclaimed;
+//! - a wall clock, because deadlines on disk are unix milliseconds (time spent
+//!   down counts) while the broker runs on `Instant`s.
+//!
+//! What is recorded, and when the connection waits for it (see
+//! `docs/architecture.md`, "Durability"):
+//! - a message that is retained or goes to a persistent session: `Message`,
+//!   one `Enqueue` per persistent target, `Retain` — the publisher's PUBACK /
+//!   PUBREC and the delivery to subscribers wait for it;
+//! - sessions with expiry > 0: `SessionUpsert` (CONNACK waits), `Subscribe`
+//!   (SUBACK waits), `Unsubscribe`, `SessionDetached`, `SessionEnd`, `Will`;
+//! - outbound flows of persistent sessions: `OutboundSent` (a QoS 2 PUBLISH
+//!   waits for it, so a resend after a crash reuses its packet id),
+//!   `OutboundReleased`, `OutboundComplete`, `Dequeue`;
+//! - inbound QoS 2 of persistent sessions: `InboundQos2` (with the message;
+//!   PUBREC waits) and `InboundReleased` (PUBCOMP waits).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use switchboard_codec::{Publish, PublishProperties, QoS, Will};
+use switchboard_session::{JournalEvent, Message, SharedMessage};
+pub use switchboard_store::{
+    CheckpointReport, LogConfig, Record, Recovered, RecoveryReport, State, StoreError, SyncMode,
+    Ticket,
+};
+use switchboard_store::{Log, OutboundStage};
+
+/// Converts between the broker's `Instant`s and the unix milliseconds kept on
+/// disk, from one pair of readings taken at start.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    base_instant: Instant,
+    base_unix_ms: u64,
+}
+
+impl WallClock {
+    pub fn new(now: Instant) -> WallClock {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        WallClock {
+            base_instant: now,
+            base_unix_ms,
+        }
+    }
+
+    pub fn to_unix_ms(&self, instant: Instant) -> u64 {
+        match instant.checked_duration_since(self.base_instant) {
+            Some(after) => self
+                .base_unix_ms
+                .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+            None => {
+                let before = self.base_instant.duration_since(instant);
+                self.base_unix_ms
+                    .saturating_sub(u64::try_from(before.as_millis()).unwrap_or(u64::MAX))
+            }
+        }
+    }
+
+    /// The `Instant` of a unix-ms deadline; deadlines already past map to the
+    /// base instant (due now).
+    pub fn to_instant(&self, unix_ms: u64) -> Instant {
+        let ahead = unix_ms.saturating_sub(self.base_unix_ms);
+        self.base_instant + Duration::from_millis(ahead)
+    }
+}
+
+/// The durable log plus its mirror state and clock.
+#[derive(Debug)]
+pub struct Store {
+    log: Log,
+    mirror: Mutex<State>,
+    clock: WallClock,
+}
+
+impl Store {
+    /// Opens (and recovers) the log in `config.dir`.
+    pub fn open(config: LogConfig, now: Instant) -> Result<(Store, Recovered), StoreError> {
+        let (log, recovered) = Log::open(config)?;
+        let store = Store {
+            log,
+            mirror: Mutex::new(recovered.state.clone()),
+            clock: WallClock::new(now),
+        };
+        Ok((store, recovered))
+    }
+
+    pub fn clock(&self) -> &WallClock {
+        &self.clock
+    }
+
+    /// Appends records as one batch. The mirror is updated under the same lock,
+    /// so it sees records in log order. Never blocks on the disk.
+    pub fn append(&self, records: Vec<Record>) -> Ticket {
+        let mut mirror = self.mirror.lock();
+        for record in &records {
+            mirror.apply(record);
+        }
+        self.log.append(records)
+    }
+
+    /// Appends without waiting for the outcome (state changes no client is
+    /// told about). A failure sets the log's "needs checkpoint" flag, and the
+    /// next checkpoint rewrites the whole state.
+    pub fn append_detached(&self, records: Vec<Record>) {
+        if !records.is_empty() {
+            drop(self.append(records));
+        }
+    }
+
+    /// Writes a checkpoint if the log has grown past its policy (or after a
+    /// write failure). Blocking: call from a blocking thread.
+    pub fn maybe_checkpoint(&self) -> Result<Option<CheckpointReport>, StoreError> {
+        let live = self.mirror.lock().live_bytes();
+        if !self.log.should_checkpoint(live) {
+            return Ok(None);
+        }
+        let checkpoint = self.log.begin_checkpoint()?;
+        let records: Vec<Record> = {
+            let mut mirror = self.mirror.lock();
+            mirror.drop_unreferenced();
+            mirror.records().collect()
+        };
+        checkpoint.write(records).map(Some)
+    }
+
+    /// Fsyncs everything written so far (blocking; for shutdown).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.log.sync()
+    }
+
+    /// The message id a PUBLISH-stage outbound flow refers to, from the mirror.
+    fn outbound_message(&self, client_id: &str, packet_id: u16) -> Option<u64> {
+        let mirror = self.mirror.lock();
+        let found = mirror
+            .session(client_id)?
+            .outbound()
+            .find_map(|(id, stage)| match stage {
+                OutboundStage::Publish { message_id } if id == packet_id => Some(message_id),
+                _ => None,
+            });
+        found
+    }
+
+    /// Converts a session's journal events into records. Returns true when one
+    /// of them must be durable before the connection writes what follows (a
+    /// QoS 2 PUBLISH: its packet id must survive a crash).
+    pub fn journal_records(
+        &self,
+        client_id: &str,
+        events: &[JournalEvent],
+        records: &mut Vec<Record>,
+    ) -> bool {
+        let mut barrier = false;
+        for event in events {
+            let client_id = client_id.to_string();
+            match *event {
+                JournalEvent::Sent {
+                    message_id,
+                    packet_id,
+                    qos,
+                } => {
+                    barrier |= qos == QoS::ExactlyOnce;
+                    records.push(Record::OutboundSent {
+                        client_id,
+                        message_id,
+                        packet_id,
+                    });
+                }
+                JournalEvent::SentQos0 { message_id } => {
+                    records.push(Record::Dequeue {
+                        client_id,
+                        message_id,
+                    });
+                }
+                JournalEvent::Released { packet_id } => {
+                    // The client has the message: it leaves the queue, and only the
+                    // packet id remains (PUBREL stage).
+                    let message_id = self.outbound_message(&client_id, packet_id);
+                    records.push(Record::OutboundReleased {
+                        client_id: client_id.clone(),
+                        packet_id,
+                    });
+                    if let Some(message_id) = message_id {
+                        records.push(Record::Dequeue {
+                            client_id,
+                            message_id,
+                        });
+                    }
+                }
+                JournalEvent::Completed {
+                    packet_id,
+                    message_id,
+                } => {
+                    records.push(Record::OutboundComplete {
+                        client_id: client_id.clone(),
+                        packet_id,
+                    });
+                    records.push(Record::Dequeue {
+                        client_id,
+                        message_id,
+                    });
+                }
+                JournalEvent::Removed {
+                    message_id,
+                    packet_id,
+                } => {
+                    if let Some(packet_id) = packet_id {
+                        records.push(Record::OutboundComplete {
+                            client_id: client_id.clone(),
+                            packet_id,
+                        });
+                    }
+                    records.push(Record::Dequeue {
+                        client_id,
+                        message_id,
+                    });
+                }
+            }
+        }
+        barrier
+    }
+
+    /// The `Message` record of a message.
+    pub fn message_record(&self, message: &Message) -> Option<Record> {
+        let publish = stored_publish(message);
+        let expires_at_ms = message.expires_at.map(|at| self.clock.to_unix_ms(at));
+        match Record::message(message.id, expires_at_ms, &publish) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::error!(%error, topic = %message.topic, "cannot store message");
+                None
+            }
+        }
+    }
+
+    /// The `Will` record of a will (`publish_at` set once its connection ended).
+    pub fn will_record(
+        &self,
+        client_id: &str,
+        will: &Will,
+        publish_at: Option<Instant>,
+    ) -> Option<Record> {
+        let publish = will_publish(will);
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        let publish_at_ms = publish_at.map(|at| self.clock.to_unix_ms(at));
+        match Record::will(client_id, &publish, delay, publish_at_ms) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::error!(%error, client_id, "cannot store will");
+                None
+            }
+        }
+    }
+}
+
+/// A message in the PUBLISH form the store keeps.
+fn stored_publish(message: &Message) -> Publish {
+    Publish {
+        dup: false,
+        qos: message.qos,
+        retain: message.retain,
+        topic: message.topic.clone(),
+        packet_id: None,
+        properties: message.properties.clone(),
+        payload: message.payload.clone(),
+    }
+}
+
+fn will_publish(will: &Will) -> Publish {
+    Publish {
+        dup: false,
+        qos: will.qos,
+        retain: will.retain,
+        topic: will.topic.clone(),
+        packet_id: None,
+        properties: PublishProperties {
+            payload_format_indicator: will.properties.payload_format_indicator,
+            message_expiry_interval: will.properties.message_expiry_interval,
+            topic_alias: None,
+            response_topic: will.properties.response_topic.clone(),
+            correlation_data: will.properties.correlation_data.clone(),
+            user_properties: will.properties.user_properties.clone(),
+            subscription_identifiers: Vec::new(),
+            content_type: will.properties.content_type.clone(),
+        },
+        payload: will.payload.clone(),
+    }
+}
+
+/// Rebuilds a will from its stored PUBLISH form.
+pub(crate) fn will_from_publish(publish: Publish, delay_secs: u32) -> Will {
+    Will {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties: switchboard_codec::WillProperties {
+            will_delay_interval: (delay_secs > 0).then_some(delay_secs),
+            payload_format_indicator: publish.properties.payload_format_indicator,
+            message_expiry_interval: publish.properties.message_expiry_interval,
+            content_type: publish.properties.content_type,
+            response_topic: publish.properties.response_topic,
+            correlation_data: publish.properties.correlation_data,
+            user_properties: publish.properties.user_properties,
+        },
+    }
+}
+
+/// Rebuilds a message from its stored PUBLISH form.
+pub(crate) fn message_from_stored(
+    id: u64,
+    publish: Publish,
+    expires_at: Option<Instant>,
+) -> SharedMessage {
+    let mut properties = publish.properties;
+    properties.topic_alias = None;
+    properties.subscription_identifiers.clear();
+    Arc::new(Message {
+        id,
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties,
+        expires_at,
+    })
+}
