@@ -203,6 +203,10 @@ pub(crate) async fn run<S>(
             &cancel,
         )
         .await;
+    // A pass that ended in a protocol error still carried out what came before the
+    // bad packet (acknowledgements from the client, messages received): finish it
+    // so the store and the subscribers see the same history as the client.
+    let _ = connection.finish_pass(&mut write_buffer).await;
 
     // Tell the broker before the (up to CLOSE_FLUSH_TIMEOUT) flush and the close: a
     // client that sent DISCONNECT 0x00 and reconnects at once must not find its old

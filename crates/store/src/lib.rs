@@ -136,7 +136,20 @@
 //! the call; reflecting later ones too is harmless because records are
 //! idempotent) and [`Checkpoint::write`] writes it to `snapshot-<N>.tmp`,
 //! fsyncs, renames it to `snapshot-<N>.snap` and fsyncs the directory.
-//! Appends continue throughout. Then it deletes snapshots older than the two
+//! Appends continue throughout.
+//!
+//! Replaying the log from `N` over a snapshot that already reflects some of
+//! those records needs more than per-record idempotence, and recovery adds
+//! two rules (the `Replay` type in `state`): the first replayed record about
+//! a queue entry or outbound packet id, if it inserts (`Enqueue`,
+//! `OutboundSent`), first removes what the snapshot holds for that key, so
+//! queue and resend order come out as written; and no message is dropped
+//! while replaying (a replayed removal may take what is, in the snapshot, its
+//! last reference), only unreferenced ones at the end. A property test checks
+//! that a snapshot taken at any point after the roll plus the replay from
+//! the roll equals replaying everything.
+//!
+//! After writing the snapshot the checkpoint deletes snapshots older than the two
 //! newest, and segments wholly before the older of those two: the previous
 //! snapshot plus the log after it stays a complete fallback should the newest
 //! snapshot rot. (With a single snapshot no segment is deleted, so the whole

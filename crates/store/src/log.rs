@@ -413,12 +413,9 @@ impl Log {
     /// Bytes on disk in segments and snapshots.
     pub fn disk_usage(&self) -> DiskUsage {
         let files = self.shared.files();
+        // Segments are rolled at every snapshot's base: those at or after
+        // the newest base are exactly the log a recovery replays.
         let newest_snapshot = files.snapshots.keys().next_back().copied().unwrap_or(0);
-        let first_replayed = files
-            .segments
-            .range(..=newest_snapshot)
-            .next_back()
-            .map_or(0, |(first, _)| *first);
         DiskUsage {
             segments: files.segments.len(),
             segment_bytes: files.segments.values().sum(),
@@ -426,7 +423,7 @@ impl Log {
             snapshot_bytes: files.snapshots.values().sum(),
             log_bytes_since_snapshot: files
                 .segments
-                .range(first_replayed..)
+                .range(newest_snapshot..)
                 .map(|(_, size)| size)
                 .sum(),
         }
