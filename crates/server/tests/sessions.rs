@@ -399,7 +399,7 @@ async fn session_takeover_race() {
 
     const RACERS: usize = 20;
     let version = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             ProtocolVersion::V5
         } else {
             ProtocolVersion::V3_1_1
@@ -478,7 +478,7 @@ async fn many_clients_every_message_arrives() {
     for i in 0..CLIENTS {
         let (subscribed, finished, report) = (subscribed.clone(), finished.clone(), report.clone());
         let id = format!("many-{i}");
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let options = v4_options(&server, &id);
             tokio::spawn(async move {
                 let (mut client, _) = V4::connect(options).await;
