@@ -33,6 +33,47 @@ pub struct SessionEntry {
     /// Wakes the attached connection's task when something was queued for it.
     /// A `Notify` keeps one permit, so a wake-up between two polls is not lost.
     pub(crate) notify: Notify,
+    /// Who the session belongs to: set at each CONNECT, read by the delivery
+    /// filter and listings. A leaf lock: taken alone or under `inner`, never
+    /// the other way round, and held only to read or replace the value.
+    pub(crate) owner: Mutex<Owner>,
+}
+
+/// The user a session belongs to, for access control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Restored from the store, which does not record it: the next
+    /// connection to the session adopts it.
+    Unknown,
+    /// Connected without a user name.
+    Anonymous,
+    User(Arc<str>),
+}
+
+impl Owner {
+    pub(crate) fn of(username: Option<&Arc<str>>) -> Owner {
+        match username {
+            Some(user) => Owner::User(user.clone()),
+            None => Owner::Anonymous,
+        }
+    }
+
+    /// Whether a connection with `username` may take over what the session
+    /// holds (its queue and subscriptions).
+    pub(crate) fn admits(&self, username: Option<&Arc<str>>) -> bool {
+        match (self, username) {
+            (Owner::Unknown, _) | (Owner::Anonymous, None) => true,
+            (Owner::User(owner), Some(user)) => owner == user,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn username(&self) -> Option<&str> {
+        match self {
+            Owner::User(user) => Some(user),
+            Owner::Unknown | Owner::Anonymous => None,
+        }
+    }
 }
 
 /// A subscription as the session remembers it (for listing, for removal on session
@@ -94,6 +135,10 @@ pub struct SessionInfo {
     pub keep_alive: Option<u16>,
     pub connected_since: Option<Instant>,
     pub session_expiry: u32,
+    /// When a disconnected session ends; `None` while connected or if it never expires.
+    pub expires_at: Option<Instant>,
+    /// The user name of the session's owner, if it connected with one.
+    pub username: Option<String>,
     pub counts: SessionCounts,
     pub subscriptions: Vec<(String, SubscriptionRecord)>,
 }
@@ -106,6 +151,7 @@ impl SessionEntry {
             persistent: AtomicBool::new(inner.session_expiry > 0),
             inner: Mutex::new(inner),
             notify: Notify::new(),
+            owner: Mutex::new(Owner::Unknown),
         }
     }
 
@@ -195,6 +241,8 @@ impl SessionEntry {
             keep_alive: inner.connection.as_ref().map(|c| c.keep_alive),
             connected_since: inner.connection.as_ref().map(|c| c.connected_at),
             session_expiry: inner.session_expiry,
+            expires_at: inner.expires_at,
+            username: self.owner.lock().username().map(str::to_string),
             counts: SessionCounts {
                 queued: inner.session.queued_len(),
                 queued_bytes: inner.session.queued_bytes(),

@@ -18,6 +18,8 @@ mod recover;
 pub use recover::RestoreSummary;
 mod settings;
 mod sys;
+mod tap;
+pub use tap::{TapError, TapHandle, TapId, MAX_TAPS};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +96,21 @@ pub struct ConnectRequest<'a> {
     pub connect: &'a Connect,
     pub peer: String,
     pub control: mpsc::Sender<Control>,
+    /// The user name the connection authenticated as (or claimed, without a
+    /// password file). Kept on the session for [`DeliveryFilter`]; a resumed
+    /// session whose user name differs starts clean instead, so that one
+    /// user never inherits another's queued messages and subscriptions.
+    pub username: Option<Arc<str>>,
+}
+
+/// Decides, per delivery, whether a session may receive a message: the
+/// access control list's read check, applied to retained messages sent on
+/// subscribe and to live deliveries alike.
+///
+/// Called with one session's mutex held (it reads the session's user name
+/// there), so it must be quick and must not call back into the broker.
+pub trait DeliveryFilter: std::fmt::Debug + Send + Sync {
+    fn can_receive(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
 }
 
 /// Timers kept in a sorted set; validated against the session on firing, so a
@@ -196,6 +213,10 @@ pub struct Broker {
     started: Instant,
     /// The durable log; `None` in memory mode.
     store: Option<Arc<Store>>,
+    /// The access control list's read check; `None` = every delivery allowed.
+    delivery_filter: Option<Arc<dyn DeliveryFilter>>,
+    /// Observers of routed messages (the console's live view); see [`Broker::add_tap`].
+    taps: tap::Taps,
 }
 
 #[derive(Debug, Default)]
@@ -218,7 +239,17 @@ impl Broker {
             metrics: Metrics::default(),
             started: now,
             store: None,
+            delivery_filter: None,
+            taps: tap::Taps::default(),
         }
+    }
+
+    /// Installs the check every delivery must pass (see [`DeliveryFilter`]).
+    /// Deliveries it refuses are dropped and counted in
+    /// `Metrics::dropped_not_authorized`.
+    pub fn with_delivery_filter(mut self, filter: Arc<dyn DeliveryFilter>) -> Broker {
+        self.delivery_filter = Some(filter);
+        self
     }
 
     /// The durable store, if the broker has one.
@@ -417,6 +448,7 @@ impl Broker {
             peer: request.peer,
             keep_alive,
         };
+        let username = request.username;
 
         let mut connect_records = Vec::new();
         let (entry, session_present, resend) = {
@@ -424,6 +456,10 @@ impl Broker {
             let mut resumed = None;
             if let Some(old) = registry.by_client_id.get(&client_id).cloned() {
                 let mut inner = old.inner.lock();
+                // A session belongs to the user who made it: another user with the same
+                // client id starts clean instead of inheriting its queue and subscriptions.
+                let clean_start =
+                    connect.clean_start || !old.owner.lock().admits(username.as_ref());
                 if let Some(previous) = inner.connection.take() {
                     // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E).
                     let _ = previous
@@ -441,7 +477,7 @@ impl Broker {
                         let delay = will_delay(&will, inner.session_expiry);
                         // The will is sent at once unless it has a delay and the session
                         // continues, in which case this reconnect cancels it ([MQTT-3.1.3-9]).
-                        if delay == 0 || connect.clean_start {
+                        if delay == 0 || clean_start {
                             deferred.wills.push((will, inner.version));
                         }
                     }
@@ -449,12 +485,12 @@ impl Broker {
                 if let Some((_, will)) = inner.pending_will.take() {
                     // A delayed will: a new connection to the session cancels it
                     // ([MQTT-3.1.3-9]); a clean start ends the session, which sends it.
-                    if connect.clean_start {
+                    if clean_start {
                         deferred.wills.push((will, inner.version));
                     }
                 }
                 let expired = inner.expires_at.is_some_and(|at| at <= now);
-                if connect.clean_start || expired || inner.ended {
+                if clean_start || expired || inner.ended {
                     let filters = self.end_session_locked(&old, &mut inner, &mut deferred);
                     drop(inner);
                     registry.by_client_id.remove(&client_id);
@@ -504,6 +540,7 @@ impl Broker {
                 entry.set_persistent(session_expiry > 0);
                 inner.will = connect.will.as_ref().map(owned_will);
                 inner.connection = Some(attached);
+                *entry.owner.lock() = entry::Owner::of(username.as_ref());
                 self.record_connect(&entry, &mut inner, &mut connect_records);
                 inner.session.attach(client)
             };
@@ -589,6 +626,14 @@ impl Broker {
                 CloseReason::Abnormal | CloseReason::Shutdown => {}
             }
             let will = inner.will.take();
+            // A shutdown publishes no will, but the session outlives the broker: its
+            // will stays on disk without a publish time, so that once the broker is
+            // back it is due after its delay, as after a crash (see `recover`).
+            let kept_will = if reason == CloseReason::Shutdown {
+                will.clone()
+            } else {
+                None
+            };
             let publish_will =
                 matches!(reason, CloseReason::WithWill { .. } | CloseReason::Abnormal);
             if let (Some(will), true) = (will, publish_will) {
@@ -624,7 +669,7 @@ impl Broker {
                         .insert((at, entry.key, TimerKind::SessionExpiry));
                 }
                 if inner.recorded {
-                    self.record_detached(entry, &inner, &mut deferred.records);
+                    self.record_detached(entry, &inner, kept_will.as_ref(), &mut deferred.records);
                 }
             }
         }
@@ -632,11 +677,13 @@ impl Broker {
     }
 
     /// Records of a session that just lost its connection: its expiry deadline
-    /// and its pending will (or that it has none any more).
+    /// and its pending will, or the will a shutdown kept for the next start
+    /// (`kept_will`), or that it has none any more.
     fn record_detached(
         &self,
         entry: &SessionEntry,
         inner: &entry::SessionInner,
+        kept_will: Option<&Will>,
         records: &mut Vec<Record>,
     ) {
         let Some(store) = &self.store else {
@@ -647,9 +694,10 @@ impl Broker {
             client_id: client_id.clone(),
             expires_at_ms: inner.expires_at.map(|at| store.clock().to_unix_ms(at)),
         });
-        match &inner.pending_will {
-            Some((at, will)) => records.extend(store.will_record(&client_id, will, Some(*at))),
-            None => records.push(Record::WillClear { client_id }),
+        match (&inner.pending_will, kept_will) {
+            (Some((at, will)), _) => records.extend(store.will_record(&client_id, will, Some(*at))),
+            (None, Some(will)) => records.extend(store.will_record(&client_id, will, None)),
+            (None, None) => records.push(Record::WillClear { client_id }),
         }
     }
 
@@ -814,10 +862,16 @@ impl Broker {
                     // [MQTT-3.8.3-3]: not sent back to the publishing connection.
                     continue;
                 }
+                if !self.may_receive(&subscriber.entry, &message.topic) {
+                    continue;
+                }
                 targets.push(Target::new(subscriber, message, None));
             }
             for shared in matches.shared() {
-                if let Some(subscriber) = pick_member(shared.candidates(), None) {
+                let allowed = shared
+                    .candidates()
+                    .filter(|(_, member)| self.may_receive(&member.entry, &message.topic));
+                if let Some(subscriber) = pick_member(allowed, None) {
                     let group = subscriber
                         .shared_filter
                         .clone()
@@ -852,6 +906,7 @@ impl Broker {
         if message.retain {
             self.store_retained(&message);
         }
+        self.taps.feed(&message);
         if route.targets.is_empty() {
             Metrics::incr(&self.metrics.dropped_no_subscribers);
             return 0;
@@ -870,9 +925,48 @@ impl Broker {
         count
     }
 
+    /// Registers a tap: from now on every routed message whose topic matches
+    /// `filter` (a plain filter; `$share/` is refused) is offered to `sender`
+    /// with `try_send`, after the retained store is updated and when it is
+    /// handed to subscribers, whether or not there are any. A full channel
+    /// drops the message for this tap and counts it in the handle; a closed
+    /// one removes the tap. See the `tap` module for the bounds.
+    pub fn add_tap(
+        &self,
+        filter: &str,
+        sender: mpsc::Sender<SharedMessage>,
+    ) -> Result<TapHandle, TapError> {
+        self.taps.add(filter, &self.settings.topic_limits, sender)
+    }
+
+    /// Removes a tap; true if it was still registered.
+    pub fn remove_tap(&self, id: TapId) -> bool {
+        self.taps.remove(id)
+    }
+
+    /// Number of registered taps.
+    pub fn tap_count(&self) -> usize {
+        self.taps.len()
+    }
+
     /// A fresh message identifier (the durable store refers to messages by it).
     pub fn next_message_id(&self) -> u64 {
         self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the delivery filter (the ACL's read check) lets `entry`'s
+    /// session receive a message on `topic`; counts a refusal. Takes only the
+    /// session's leaf `owner` lock, so it may run under the index lock.
+    fn may_receive(&self, entry: &SessionEntry, topic: &str) -> bool {
+        let Some(filter) = &self.delivery_filter else {
+            return true;
+        };
+        let owner = entry.owner.lock().clone();
+        let allowed = filter.can_receive(&entry.client_id, owner.username(), topic);
+        if !allowed {
+            Metrics::incr(&self.metrics.dropped_not_authorized);
+        }
+        allowed
     }
 
     fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
@@ -929,7 +1023,12 @@ impl Broker {
                         .and_then(|(_, s)| s.shared_filter.as_deref())
                         .is_some_and(|f| f == &*shared)
                 })
-                .find_map(|m| pick_member(m.candidates(), exclude))
+                .find_map(|m| {
+                    let allowed = m.candidates().filter(|(_, member)| {
+                        self.may_receive(&member.entry, &delivery.message.topic)
+                    });
+                    pick_member(allowed, exclude)
+                })
                 .map(|member| (member.entry.clone(), member.options))
         };
         if let Some((entry, options)) = target {
@@ -999,16 +1098,26 @@ impl Broker {
         }
     }
 
-    /// Removes one retained message; true if there was one.
+    /// Removes one retained message (administrative action: nothing is sent
+    /// to subscribers); true if there was one. The removal is journalled, so
+    /// the message does not come back after a restart.
     pub fn delete_retained(&self, topic: &str) -> bool {
-        let mut retained = self.retained.write();
-        match retained.tree.remove(topic) {
-            Some(old) => {
-                retained.bytes = retained.bytes.saturating_sub(old.size());
-                true
+        let removed = {
+            let mut retained = self.retained.write();
+            match retained.tree.remove(topic) {
+                Some(old) => {
+                    retained.bytes = retained.bytes.saturating_sub(old.size());
+                    true
+                }
+                None => false,
             }
-            None => false,
+        };
+        if removed {
+            self.append_detached(vec![Record::RetainClear {
+                topic: topic.to_string(),
+            }]);
         }
+        removed
     }
 
     /// Handles SUBSCRIBE for a connected session. `Err` is a protocol violation that
@@ -1136,6 +1245,9 @@ impl Broker {
                 self.retained_matching(&filter, self.settings.max_retained_per_subscribe);
             for message in messages {
                 if message.expires_at.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                if !self.may_receive(entry, &message.topic) {
                     continue;
                 }
                 let delivery = Delivery {

@@ -37,6 +37,16 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub wills_published: AtomicU64,
     pub sessions_expired: AtomicU64,
+    /// CONNECTs refused by authentication or access control: bad user name
+    /// or password, no user name where one is required, or a will topic the
+    /// client may not publish to.
+    pub auth_failures: AtomicU64,
+    /// CONNECTs held back because their address failed to log in too often.
+    pub auth_throttled: AtomicU64,
+    /// PUBLISH packets the access control list refused (dropped).
+    pub publish_not_authorized: AtomicU64,
+    /// Deliveries the access control list withheld from a subscriber.
+    pub dropped_not_authorized: AtomicU64,
 }
 
 impl Metrics {

@@ -19,7 +19,9 @@
 //!   (SUBACK waits), `Unsubscribe`, `SessionDetached`, `SessionEnd`, `Will`;
 //! - outbound flows of persistent sessions: `OutboundSent` (a QoS 2 PUBLISH
 //!   waits for it, so a resend after a crash reuses its packet id),
-//!   `OutboundReleased`, `OutboundComplete`, `Dequeue`;
+//!   `OutboundReleased` (PUBREL waits for it: once PUBREL is out the PUBLISH
+//!   must never be sent again, [MQTT-4.3.3-6], so a restart must resume with
+//!   PUBREL), `OutboundComplete`, `Dequeue`;
 //! - inbound QoS 2 of persistent sessions: `InboundQos2` (with the message;
 //!   PUBREC waits) and `InboundReleased` (PUBCOMP waits).
 
@@ -155,7 +157,8 @@ impl Store {
 
     /// Converts a session's journal events into records. Returns true when one
     /// of them must be durable before the connection writes what follows (a
-    /// QoS 2 PUBLISH: its packet id must survive a crash).
+    /// QoS 2 PUBLISH: its packet id must survive a crash; a PUBREL: after it,
+    /// a restart must not send the PUBLISH again).
     pub fn journal_records(
         &self,
         client_id: &str,
@@ -186,7 +189,10 @@ impl Store {
                 }
                 JournalEvent::Released { packet_id } => {
                     // The client has the message: it leaves the queue, and only the
-                    // packet id remains (PUBREL stage).
+                    // packet id remains (PUBREL stage). A client that got PUBREL may
+                    // answer PUBCOMP and forget the id; a PUBLISH resent after a
+                    // crash would then be a new message to it, delivered twice.
+                    barrier = true;
                     let message_id = self.outbound_message(&client_id, packet_id);
                     records.push(Record::OutboundReleased {
                         client_id: client_id.clone(),
@@ -230,6 +236,40 @@ impl Store {
             }
         }
         barrier
+    }
+
+    /// Records that take back, in the log and the mirror, what a refused
+    /// append staged and nothing else undoes: a refused message is in no queue
+    /// (`Dequeue` for each `Enqueue`) and its inbound QoS 2 packet id is not
+    /// awaiting PUBREL (`InboundReleased` for each `InboundQos2`;
+    /// [MQTT-4.3.3-9]). Needed because the mirror applied the refused records
+    /// when they were appended, and a checkpoint writes the mirror.
+    ///
+    /// Not covered: a refused `Retain` stays in the mirror (what it replaced is
+    /// not known here), so a checkpoint written before the next retained message
+    /// on that topic keeps it.
+    pub fn refusal_records(records: &[Record]) -> Vec<Record> {
+        records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Enqueue {
+                    client_id,
+                    message_id,
+                    ..
+                } => Some(Record::Dequeue {
+                    client_id: client_id.clone(),
+                    message_id: *message_id,
+                }),
+                Record::InboundQos2 {
+                    client_id,
+                    packet_id,
+                } => Some(Record::InboundReleased {
+                    client_id: client_id.clone(),
+                    packet_id: *packet_id,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The `Message` record of a message.

@@ -75,6 +75,12 @@ pub struct Overrides {
     pub max_inflight: Option<u16>,
     /// `--max-session-expiry-secs` / `SWITCHBOARD_MAX_SESSION_EXPIRY_SECS`.
     pub max_session_expiry_secs: Option<u32>,
+    /// `--password-file` / `SWITCHBOARD_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
+    /// `--acl-file` / `SWITCHBOARD_ACL_FILE`.
+    pub acl_file: Option<PathBuf>,
+    /// `--allow-anonymous` / `SWITCHBOARD_ALLOW_ANONYMOUS`.
+    pub allow_anonymous: Option<bool>,
 }
 
 impl Config {

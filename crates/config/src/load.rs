@@ -25,6 +25,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "limits",
     "session",
     "mqtt",
+    "auth",
 ];
 /// Keys accepted in a `[[listener]]` table.
 pub(crate) const LISTENER_KEYS: &[&str] = &["kind", "address", "name", "max_connections"];
@@ -51,6 +52,17 @@ pub(crate) const SESSION_KEYS: &[&str] = &[
     "max_keep_alive_secs",
     "topic_alias_maximum",
     "allow_zero_length_client_id",
+];
+/// Keys accepted in `[auth]`.
+pub(crate) const AUTH_KEYS: &[&str] = &[
+    "password_file",
+    "acl_file",
+    "allow_anonymous",
+    "failed_login_limit",
+    "failed_login_window_secs",
+    "failed_login_delay_secs",
+    "failed_login_max_delay_secs",
+    "failed_login_max_addresses",
 ];
 /// Keys accepted in `[mqtt]`.
 pub(crate) const MQTT_KEYS: &[&str] = &[
@@ -241,6 +253,7 @@ impl<'a> Reader<'a> {
                 "limits" => self.read_limits(entry, config),
                 "session" => self.read_session(entry, config),
                 "mqtt" => self.read_mqtt(entry, config),
+                "auth" => self.read_auth(entry, config),
                 _ => self.unknown(entry, "the top level", ROOT_KEYS),
             }
         }
@@ -337,6 +350,52 @@ impl<'a> Reader<'a> {
                     self.boolean(entry, path, &mut mqtt.subscription_identifiers);
                 }
                 _ => self.unknown(entry, "[mqtt]", MQTT_KEYS),
+            }
+        }
+    }
+
+    fn read_auth(&mut self, section: &Entry, config: &mut Config) {
+        let Some(entries) = self.table(section, "auth") else {
+            return;
+        };
+        let auth = &mut config.auth;
+        for entry in entries {
+            let path = format!("auth.{}", entry.key);
+            let path = path.as_str();
+            match entry.key.as_str() {
+                "password_file" => {
+                    if let Some(text) = self.string(entry, path) {
+                        auth.password_file = Some(PathBuf::from(text));
+                    }
+                }
+                "acl_file" => {
+                    if let Some(text) = self.string(entry, path) {
+                        auth.acl_file = Some(PathBuf::from(text));
+                    }
+                }
+                "allow_anonymous" => match entry.node.value {
+                    Value::Boolean(allow) => {
+                        auth.allow_anonymous = Some(allow);
+                        self.read_ok(path, entry);
+                    }
+                    _ => self.wrong_type(entry, path, "a boolean (true or false)"),
+                },
+                "failed_login_limit" => {
+                    self.unsigned(entry, path, &mut auth.failed_login_limit);
+                }
+                "failed_login_window_secs" => {
+                    self.unsigned(entry, path, &mut auth.failed_login_window_secs);
+                }
+                "failed_login_delay_secs" => {
+                    self.unsigned(entry, path, &mut auth.failed_login_delay_secs);
+                }
+                "failed_login_max_delay_secs" => {
+                    self.unsigned(entry, path, &mut auth.failed_login_max_delay_secs);
+                }
+                "failed_login_max_addresses" => {
+                    self.unsigned(entry, path, &mut auth.failed_login_max_addresses);
+                }
+                _ => self.unknown(entry, "[auth]", AUTH_KEYS),
             }
         }
     }
@@ -596,6 +655,18 @@ pub(crate) fn apply_overrides(config: &mut Config, overrides: &Overrides, source
     if let Some(seconds) = overrides.max_session_expiry_secs {
         config.session.max_session_expiry_secs = seconds;
         sources.set_overridden("session.max_session_expiry_secs");
+    }
+    if let Some(path) = &overrides.password_file {
+        config.auth.password_file = Some(path.clone());
+        sources.set_overridden("auth.password_file");
+    }
+    if let Some(path) = &overrides.acl_file {
+        config.auth.acl_file = Some(path.clone());
+        sources.set_overridden("auth.acl_file");
+    }
+    if let Some(allow) = overrides.allow_anonymous {
+        config.auth.allow_anonymous = Some(allow);
+        sources.set_overridden("auth.allow_anonymous");
     }
 }
 

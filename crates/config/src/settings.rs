@@ -106,6 +106,22 @@ pub const DEFAULT_SHARED_SUBSCRIPTIONS: bool = true;
 /// Full feature set; costs a few bytes per matched subscription.
 pub const DEFAULT_SUBSCRIPTION_IDENTIFIERS: bool = true;
 
+/// Five failed logins cover a person mistyping a password; beyond that it
+/// is a script, whose next attempts are slowed down.
+pub const DEFAULT_FAILED_LOGIN_LIMIT: u32 = 5;
+/// A minute without a failure and an address starts afresh: about as long as
+/// it takes someone locked out to find the right password.
+pub const DEFAULT_FAILED_LOGIN_WINDOW_SECS: u64 = 60;
+/// One second barely bothers a person and cuts a guessing script to one
+/// attempt a second; the delay doubles with every further failure.
+pub const DEFAULT_FAILED_LOGIN_DELAY_SECS: u64 = 1;
+/// Half a minute makes guessing pointless while a legitimate client behind
+/// a noisy shared address still gets through.
+pub const DEFAULT_FAILED_LOGIN_MAX_DELAY_SECS: u64 = 30;
+/// Ten thousand tracked addresses cost well under a megabyte; beyond that
+/// the address whose last failure is oldest is forgotten.
+pub const DEFAULT_FAILED_LOGIN_MAX_ADDRESSES: usize = 10_000;
+
 // ---------------------------------------------------------------------------
 // Hard bounds: values outside these are refused, whatever their source.
 // ---------------------------------------------------------------------------
@@ -124,6 +140,9 @@ pub const MAX_CONNECT_TIMEOUT_SECS: u64 = 60 * 60;
 /// A day between `$SYS` updates is already useless; the bound keeps timer
 /// arithmetic far from overflow.
 pub const MAX_SYS_INTERVAL_SECS: u64 = 24 * 60 * 60;
+/// Longer than an hour per login attempt stops being a delay and becomes an
+/// outage for everyone behind the same address.
+pub const MAX_FAILED_LOGIN_DELAY_SECS: u64 = 60 * 60;
 /// The highest QoS level MQTT defines.
 pub const MAX_QOS: u8 = 2;
 /// Levels accepted in `log_level`, least to most verbose.
@@ -419,6 +438,52 @@ impl Default for MqttConfig {
     }
 }
 
+/// `[auth]`: who may connect, and what they may do. The formats of the two
+/// files and the rules for anonymous clients are documented in the
+/// `switchboard-auth` crate and the README.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthConfig {
+    /// `user:argon2id-hash` lines (written by `switchboard passwd`); `None`
+    /// checks no passwords. Relative paths are relative to the working
+    /// directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The access control list; `None` allows every client everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect. `None`: only on
+    /// loopback listeners. A listener on any other address needs a
+    /// `password_file`, or this set to `true` on purpose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    /// Failed logins from one address (IPv6: one /64) before its further
+    /// CONNECTs are delayed; 0 turns throttling off.
+    pub failed_login_limit: u32,
+    /// An address is forgotten this many seconds after its last failure.
+    pub failed_login_window_secs: u64,
+    /// The first delay, in seconds; doubles with each further failure.
+    pub failed_login_delay_secs: u64,
+    /// The longest delay, in seconds.
+    pub failed_login_max_delay_secs: u64,
+    /// Addresses tracked at once.
+    pub failed_login_max_addresses: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            failed_login_limit: DEFAULT_FAILED_LOGIN_LIMIT,
+            failed_login_window_secs: DEFAULT_FAILED_LOGIN_WINDOW_SECS,
+            failed_login_delay_secs: DEFAULT_FAILED_LOGIN_DELAY_SECS,
+            failed_login_max_delay_secs: DEFAULT_FAILED_LOGIN_MAX_DELAY_SECS,
+            failed_login_max_addresses: DEFAULT_FAILED_LOGIN_MAX_ADDRESSES,
+        }
+    }
+}
+
 /// The broker's whole configuration, fully resolved: every layer applied and
 /// every value validated (when it came from [`Config::load`] or
 /// [`Config::from_toml_str`]).
@@ -446,6 +511,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[mqtt]`.
     pub mqtt: MqttConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -466,6 +533,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             mqtt: MqttConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::*;
-use crate::load::{LIMITS_KEYS, LISTENER_KEYS, MQTT_KEYS, ROOT_KEYS, SESSION_KEYS};
+use crate::load::{AUTH_KEYS, LIMITS_KEYS, LISTENER_KEYS, MQTT_KEYS, ROOT_KEYS, SESSION_KEYS};
 use crate::tree::{self, Entry, Value};
 
 const EXAMPLE: &str = include_str!("../../../switchboard.example.toml");
@@ -103,6 +103,14 @@ fn defaults_have_the_documented_values() {
     assert!(config.mqtt.wildcard_subscriptions);
     assert!(config.mqtt.shared_subscriptions);
     assert!(config.mqtt.subscription_identifiers);
+    assert_eq!(config.auth.password_file, None);
+    assert_eq!(config.auth.acl_file, None);
+    assert_eq!(config.auth.allow_anonymous, None);
+    assert_eq!(config.auth.failed_login_limit, 5);
+    assert_eq!(config.auth.failed_login_window_secs, 60);
+    assert_eq!(config.auth.failed_login_delay_secs, 1);
+    assert_eq!(config.auth.failed_login_max_delay_secs, 30);
+    assert_eq!(config.auth.failed_login_max_addresses, 10_000);
 }
 
 #[test]
@@ -122,6 +130,9 @@ fn known_key_lists_match_the_structs() {
     let mut config = Config::default();
     config.listeners[0].name = Some("a".into());
     config.listeners[0].max_connections = Some(1);
+    config.auth.password_file = Some(PathBuf::from("p"));
+    config.auth.acl_file = Some(PathBuf::from("a"));
+    config.auth.allow_anonymous = Some(true);
     let paths = key_paths(&toml::to_string(&config).unwrap());
     let section = |prefix: &str| -> BTreeSet<String> {
         paths
@@ -135,6 +146,7 @@ fn known_key_lists_match_the_structs() {
     assert_eq!(section("limits."), owned(LIMITS_KEYS));
     assert_eq!(section("session."), owned(SESSION_KEYS));
     assert_eq!(section("mqtt."), owned(MQTT_KEYS));
+    assert_eq!(section("auth."), owned(AUTH_KEYS));
     assert_eq!(section("listener[0]."), owned(LISTENER_KEYS));
     let roots: BTreeSet<String> = paths
         .iter()
@@ -170,6 +182,12 @@ fn serialized_config_reads_back_equal() {
     config.session.topic_alias_maximum = 0;
     config.mqtt.maximum_qos = 1;
     config.mqtt.shared_subscriptions = false;
+    // Public listeners need a password file (or anonymous allowed on purpose).
+    config.auth.password_file = Some(PathBuf::from("/etc/switchboard/passwd"));
+    config.auth.acl_file = Some(PathBuf::from("/etc/switchboard/acl"));
+    config.auth.allow_anonymous = Some(false);
+    config.auth.failed_login_limit = 0;
+    config.auth.failed_login_max_delay_secs = 5;
     let text = toml::to_string(&config).unwrap();
     assert_eq!(parse(&text).unwrap(), config, "{text}");
 }
@@ -481,6 +499,13 @@ fn ranges_are_enforced_at_both_ends() {
         ("limits", "max_client_id_length", 23, Some(65535)),
         ("limits", "max_retained_per_subscribe", 1, None),
         ("mqtt", "maximum_qos", 0, Some(2)),
+        ("auth", "failed_login_limit", 0, Some(u64::from(u32::MAX))),
+        ("auth", "failed_login_window_secs", 1, None),
+        // Its upper bound is checked in `failed_login_settings` (the default
+        // maximum delay is below it).
+        ("auth", "failed_login_delay_secs", 1, None),
+        ("auth", "failed_login_max_delay_secs", 1, Some(3600)),
+        ("auth", "failed_login_max_addresses", 1, None),
     ];
     for &(section, key, lowest, highest) in cases {
         if lowest > 0 {
@@ -604,6 +629,8 @@ address = \"0.0.0.0:8080\"
 [[listener]]
 kind = \"wss\"
 address = \"0.0.0.0:8084\"
+[auth]
+allow_anonymous = true
 ",
     )
     .unwrap();
@@ -621,7 +648,8 @@ address = \"0.0.0.0:8084\"
 #[test]
 fn listener_kind_defaults_to_tcp_and_optional_fields_parse() {
     let config = parse(
-        "[[listener]]\naddress = \"10.0.0.1:1883\"\nname = \"inside\"\nmax_connections = 50\n",
+        "[[listener]]\naddress = \"10.0.0.1:1883\"\nname = \"inside\"\nmax_connections = 50\n\
+         [auth]\npassword_file = \"passwd\"\n",
     )
     .unwrap();
     assert_eq!(
@@ -641,7 +669,7 @@ fn ipv6_listener() {
     assert_eq!(config.listeners[0].address, address("[::1]:1883"));
     assert!(config.listeners[0].address.is_ipv6());
     let config =
-        parse("[[listener]]\naddress = \"[::]:1883\"\n[[listener]]\naddress = \"0.0.0.0:1883\"\n")
+        parse("auth.allow_anonymous = true\n[[listener]]\naddress = \"[::]:1883\"\n[[listener]]\naddress = \"0.0.0.0:1883\"\n")
             .unwrap();
     assert_eq!(config.listeners.len(), 2);
     // Without brackets the port cannot be told from the address.
@@ -697,6 +725,8 @@ name = \" \"
 [[listener]]
 address = \"127.0.0.1:0\"
 max_connections = 0
+[auth]
+allow_anonymous = true
 ";
     let all = errors(text);
     let found: Vec<(usize, String)> = all
@@ -802,6 +832,9 @@ fn every_override_field_applies() {
         connect_timeout_secs: Some(3),
         max_inflight: Some(1),
         max_session_expiry_secs: Some(0),
+        password_file: Some(PathBuf::from("passwd")),
+        acl_file: Some(PathBuf::from("acl")),
+        allow_anonymous: Some(false),
     };
     let config = Config::load(None, &overrides).unwrap();
     let mut expected = Config {
@@ -817,6 +850,9 @@ fn every_override_field_applies() {
     expected.limits.connect_timeout_secs = 3;
     expected.limits.max_inflight = 1;
     expected.session.max_session_expiry_secs = 0;
+    expected.auth.password_file = Some(PathBuf::from("passwd"));
+    expected.auth.acl_file = Some(PathBuf::from("acl"));
+    expected.auth.allow_anonymous = Some(false);
     assert_eq!(config, expected);
 }
 
@@ -885,6 +921,8 @@ address = \"0.0.0.0:8883\"
 name = \"secure\"
 [[listener]]
 address = \"10.0.0.1:1883\"
+[auth]
+password_file = \"passwd\"
 ";
     let overrides = Overrides {
         listen: vec![address("[::1]:1884"), address("127.0.0.1:1884")],
@@ -915,6 +953,7 @@ fn listen_clashing_with_a_kept_listener_is_reported() {
     let file = "[[listener]]\nkind = \"ws\"\naddress = \"0.0.0.0:8080\"\n";
     let overrides = Overrides {
         listen: vec![address("127.0.0.1:8080")],
+        allow_anonymous: Some(true),
         ..Overrides::default()
     };
     let all = resolve(Some((file, "f.toml")), &overrides, "f.toml")
@@ -965,4 +1004,167 @@ fn file_is_read_and_named_in_messages() {
             path.display()
         )
     );
+}
+
+// ---------------------------------------------------------------------------
+// [auth]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn auth_section_is_read() {
+    let config = parse(
+        "\
+[auth]
+password_file = \"/etc/switchboard/passwd\"
+acl_file = \"acl\"
+allow_anonymous = false
+failed_login_limit = 3
+failed_login_window_secs = 120
+failed_login_delay_secs = 2
+failed_login_max_delay_secs = 64
+failed_login_max_addresses = 50
+",
+    )
+    .unwrap();
+    let auth = &config.auth;
+    assert_eq!(
+        auth.password_file,
+        Some(PathBuf::from("/etc/switchboard/passwd"))
+    );
+    assert_eq!(auth.acl_file, Some(PathBuf::from("acl")));
+    assert_eq!(auth.allow_anonymous, Some(false));
+    assert_eq!(auth.failed_login_limit, 3);
+    assert_eq!(auth.failed_login_window_secs, 120);
+    assert_eq!(auth.failed_login_delay_secs, 2);
+    assert_eq!(auth.failed_login_max_delay_secs, 64);
+    assert_eq!(auth.failed_login_max_addresses, 50);
+}
+
+#[test]
+fn auth_wrong_types_and_unknown_keys() {
+    let all =
+        errors("[auth]\nallow_anonymous = \"yes\"\npassword_file = 5\npasword_file = \"x\"\n");
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(
+        matches!(&all[0].problem, Problem::WrongType { key, .. } if key == "auth.allow_anonymous")
+    );
+    assert!(
+        matches!(&all[1].problem, Problem::WrongType { key, .. } if key == "auth.password_file")
+    );
+    assert!(matches!(
+        &all[2].problem,
+        Problem::UnknownKey {
+            suggestion: Some("password_file"),
+            ..
+        }
+    ));
+    let error = single_error("[auth]\nacl_file = \"\"\n");
+    assert!(matches!(&error.problem, Problem::InvalidValue { key, .. } if key == "auth.acl_file"));
+}
+
+#[test]
+fn failed_login_settings() {
+    let error = single_error(
+        "[auth]\nfailed_login_delay_secs = 3601\nfailed_login_max_delay_secs = 3600\n",
+    );
+    assert!(
+        matches!(&error.problem, Problem::OutOfRange { key, .. } if key == "auth.failed_login_delay_secs")
+    );
+    parse("[auth]\nfailed_login_delay_secs = 3600\nfailed_login_max_delay_secs = 3600\n").unwrap();
+    // The longest delay cannot be shorter than the first; point at the
+    // maximum, where it was written.
+    let error =
+        single_error("[auth]\nfailed_login_max_delay_secs = 2\nfailed_login_delay_secs = 5\n");
+    assert!(
+        matches!(&error.problem, Problem::Conflict { message } if message.contains("cannot be shorter"))
+    );
+    assert_eq!(line_of(&error), 2);
+}
+
+/// The one problem of a config whose listeners are `addresses`, with `auth`
+/// lines added to the file.
+fn anonymous_errors(addresses: &[&str], auth: &str) -> Vec<ConfigError> {
+    let mut text = String::new();
+    if !auth.is_empty() {
+        text.push_str(&format!("[auth]\n{auth}\n"));
+    }
+    for address in addresses {
+        text.push_str(&format!("[[listener]]\naddress = \"{address}\"\n"));
+    }
+    match parse(&text) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0,
+    }
+}
+
+#[test]
+fn a_public_listener_without_a_password_file_refuses_to_start() {
+    // Same safe default as Mosquitto 2: no credentials, no network.
+    let all = anonymous_errors(&["127.0.0.1:1883", "0.0.0.0:1884"], "");
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let message = all[0].to_string();
+    assert!(message.starts_with("test.toml:4:"), "{message}");
+    assert!(
+        message.contains("`listener[1].address` = \"0.0.0.0:1884\""),
+        "{message}"
+    );
+    assert!(message.contains("auth.password_file"), "{message}");
+    assert!(message.contains("auth.allow_anonymous = true"), "{message}");
+    // Every public listener is named; loopback ones in any form are fine.
+    let all = anonymous_errors(
+        &["10.1.2.3:1883", "[::]:1883", "[::1]:1884", "127.0.0.2:1885"],
+        "",
+    );
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all[1].to_string().contains("listener[1]"), "{}", all[1]);
+    // allow_anonymous = false does not help: nobody could connect at all.
+    assert_eq!(
+        anonymous_errors(&["0.0.0.0:1883"], "allow_anonymous = false").len(),
+        1
+    );
+    assert!(anonymous_errors(&["0.0.0.0:1883"], "allow_anonymous = true").is_empty());
+    assert!(anonymous_errors(&["0.0.0.0:1883"], "password_file = \"p\"").is_empty());
+    assert!(anonymous_errors(&["127.0.0.1:1883", "[::1]:1883"], "").is_empty());
+}
+
+#[test]
+fn the_anonymous_rule_names_the_listener_and_follows_the_layers() {
+    let all = anonymous_errors(&[], "");
+    assert!(all.is_empty());
+    let named = "[[listener]]\naddress = \"0.0.0.0:1883\"\nname = \"public\"\n";
+    let error = single_error(named);
+    assert!(
+        error
+            .to_string()
+            .contains("listener \"public\" (`listener[0].address`"),
+        "{error}"
+    );
+    // --listen 0.0.0.0:1883 without a password file: blamed on the flag.
+    let overrides = Overrides {
+        listen: vec![address("0.0.0.0:1883")],
+        ..Overrides::default()
+    };
+    let errors = Config::load(None, &overrides).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].origin, OVERRIDES_ORIGIN);
+    assert!(errors.to_string().contains("listen[0].address"), "{errors}");
+    // --allow-anonymous or --password-file fixes it.
+    for fix in [
+        Overrides {
+            allow_anonymous: Some(true),
+            ..overrides.clone()
+        },
+        Overrides {
+            password_file: Some(PathBuf::from("passwd")),
+            ..overrides
+        },
+    ] {
+        Config::load(None, &fix).unwrap();
+    }
+    // A config built in code is judged the same way.
+    let mut config = Config::default();
+    config.listeners[0].address = address("192.0.2.1:1883");
+    assert_eq!(config.validate().unwrap_err().len(), 1);
+    config.auth.allow_anonymous = Some(true);
+    config.validate().unwrap();
 }

@@ -9,8 +9,8 @@ use std::ops::RangeInclusive;
 use crate::error::{ConfigError, Problem};
 use crate::load::Sources;
 use crate::settings::{
-    Config, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS, MAX_QOS, MAX_SYS_INTERVAL_SECS,
-    MIN_CLIENT_ID_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Config, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS, MAX_FAILED_LOGIN_DELAY_SECS, MAX_QOS,
+    MAX_SYS_INTERVAL_SECS, MIN_CLIENT_ID_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
 
 /// Every problem with `config`, located through `sources`.
@@ -23,6 +23,7 @@ pub(crate) fn validate(config: &Config, sources: &Sources) -> Vec<ConfigError> {
     checker.top_level(config);
     checker.limits(config);
     checker.mqtt(config);
+    checker.auth(config);
     checker.errors
 }
 
@@ -76,8 +77,20 @@ impl Checker<'_> {
         false
     }
 
-    fn listeners(&mut self, config: &Config) {
+    /// The key-path prefix of each listener: the loader's labels, or
+    /// `listener[i]` for a config built in code.
+    fn listener_labels(&self, config: &Config) -> Vec<String> {
         let labels = &self.sources.listener_labels;
+        if labels.len() == config.listeners.len() {
+            labels.clone()
+        } else {
+            (0..config.listeners.len())
+                .map(|index| format!("listener[{index}]"))
+                .collect()
+        }
+    }
+
+    fn listeners(&mut self, config: &Config) {
         if config.listeners.is_empty() {
             if !self.sources.failed("listener") {
                 self.report(
@@ -92,16 +105,7 @@ impl Checker<'_> {
             }
             return;
         }
-        // Labels are kept in step with the listeners by the loader; a config
-        // built in code gets `listener[i]`.
-        let fallback: Vec<String> = (0..config.listeners.len())
-            .map(|index| format!("listener[{index}]"))
-            .collect();
-        let labels = if labels.len() == config.listeners.len() {
-            labels.clone()
-        } else {
-            fallback
-        };
+        let labels = self.listener_labels(config);
         let mut seen: Vec<(&SocketAddr, &str)> = Vec::new();
         let mut names: Vec<(&str, &str)> = Vec::new();
         for (listener, label) in config.listeners.iter().zip(&labels) {
@@ -283,6 +287,115 @@ impl Checker<'_> {
             );
             self.report(
                 &[path, "limits.max_packet_size"],
+                Problem::Conflict { message },
+            );
+        }
+    }
+
+    fn auth(&mut self, config: &Config) {
+        let auth = &config.auth;
+        for (path, value) in [
+            ("auth.password_file", &auth.password_file),
+            ("auth.acl_file", &auth.acl_file),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|path| path.as_os_str().is_empty())
+                && !self.sources.failed(path)
+            {
+                self.report(
+                    &[path],
+                    Problem::InvalidValue {
+                        key: path.to_owned(),
+                        value: "\"\"".to_owned(),
+                        expected: "expected a file path; leave the key out for none".to_owned(),
+                    },
+                );
+            }
+        }
+        self.range(
+            "auth.failed_login_window_secs",
+            auth.failed_login_window_secs,
+            1..=u64::MAX,
+            "",
+        );
+        let delay_valid = self.range(
+            "auth.failed_login_delay_secs",
+            auth.failed_login_delay_secs,
+            1..=MAX_FAILED_LOGIN_DELAY_SECS,
+            "turn throttling off with failed_login_limit = 0",
+        );
+        let max_delay_valid = self.range(
+            "auth.failed_login_max_delay_secs",
+            auth.failed_login_max_delay_secs,
+            1..=MAX_FAILED_LOGIN_DELAY_SECS,
+            "",
+        );
+        self.range(
+            "auth.failed_login_max_addresses",
+            wide(auth.failed_login_max_addresses),
+            1..=u64::MAX,
+            "",
+        );
+        if delay_valid
+            && max_delay_valid
+            && !self.sources.file_unusable
+            && auth.failed_login_max_delay_secs < auth.failed_login_delay_secs
+            && !self.sources.failed("auth.failed_login_delay_secs")
+            && !self.sources.failed("auth.failed_login_max_delay_secs")
+        {
+            let message = format!(
+                "`auth.failed_login_max_delay_secs` = {} is less than \
+                 `auth.failed_login_delay_secs` = {}: the longest delay cannot be shorter \
+                 than the first",
+                auth.failed_login_max_delay_secs, auth.failed_login_delay_secs
+            );
+            self.report(
+                &[
+                    "auth.failed_login_max_delay_secs",
+                    "auth.failed_login_delay_secs",
+                ],
+                Problem::Conflict { message },
+            );
+        }
+        self.anonymous_listeners(config);
+    }
+
+    /// The safe default for a broker reachable from the network: a listener
+    /// on a non-loopback address needs a password file, unless anonymous
+    /// clients are allowed on purpose (`auth.allow_anonymous = true`).
+    fn anonymous_listeners(&mut self, config: &Config) {
+        let auth = &config.auth;
+        if auth.password_file.is_some()
+            || auth.allow_anonymous == Some(true)
+            || self.sources.file_unusable
+            || self.sources.failed("auth")
+            || self.sources.failed("auth.password_file")
+            || self.sources.failed("auth.allow_anonymous")
+        {
+            return;
+        }
+        let labels = self.listener_labels(config);
+        for (listener, label) in config.listeners.iter().zip(&labels) {
+            if listener.address.ip().to_canonical().is_loopback() {
+                continue;
+            }
+            let address_path = format!("{label}.address");
+            let named = match &listener.name {
+                Some(name) => format!(
+                    "listener {name:?} (`{address_path}` = \"{}\")",
+                    listener.address
+                ),
+                None => format!("`{address_path}` = \"{}\"", listener.address),
+            };
+            let message = format!(
+                "{named} is not a loopback address and no `auth.password_file` is set, so \
+                 anyone who can reach it could connect without credentials: set \
+                 `auth.password_file` (create it with `switchboard passwd FILE USER`), or set \
+                 `auth.allow_anonymous = true` to accept anonymous clients on purpose"
+            );
+            self.report(
+                &[&address_path, "auth.allow_anonymous"],
                 Problem::Conflict { message },
             );
         }

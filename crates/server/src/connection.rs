@@ -60,11 +60,14 @@ impl Close {
     }
 }
 
+/// Serves one connection. `anonymous_allowed` is the listener's rule for
+/// clients without a user name (see `crate::auth`).
 pub(crate) async fn run<S>(
     stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    anonymous_allowed: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -123,10 +126,20 @@ pub(crate) async fn run<S>(
         refuse(&mut writer, version, ReasonCode::BAD_AUTHENTICATION_METHOD).await;
         return;
     }
+    // Authentication, before the broker sees the client: a refused client
+    // must not take over or resume anybody's session.
+    if let Err(code) =
+        crate::auth::login(&shared, &connect, peer.ip(), anonymous_allowed, &cancel).await
+    {
+        refuse(&mut writer, version, code).await;
+        return;
+    }
+    let username: Option<Arc<str>> = connect.username.as_deref().map(Arc::from);
     let request = ConnectRequest {
         connect: &connect,
         peer: peer.to_string(),
         control: control_sender,
+        username: username.clone(),
     };
     let connected = match shared.broker.connect(request, now()) {
         Ok(connected) => connected,
@@ -162,14 +175,20 @@ pub(crate) async fn run<S>(
         }
     }
     let connack = connack_for(&shared, &connect, &connected);
+    // [MQTT-3.1.2-24] (v5): nothing larger than the client's Maximum Packet Size.
+    let client_limit = connect
+        .properties
+        .maximum_packet_size
+        .filter(|_| version.is_v5());
     push(
         &mut write_buffer,
         &Packet::ConnAck(connack),
         version,
         metrics,
+        client_limit,
     );
     for packet in &connected.resend {
-        push(&mut write_buffer, packet, version, metrics);
+        push(&mut write_buffer, packet, version, metrics, client_limit);
     }
 
     let mut connection = Connection {
@@ -185,10 +204,12 @@ pub(crate) async fn run<S>(
             .request_problem_information
             .unwrap_or(true),
         outgoing: Vec::with_capacity(POLL_BATCH),
+        client_limit,
         records: Vec::new(),
         barrier: false,
         held: Vec::new(),
         events: Vec::new(),
+        username,
     };
     drop(connect);
 
@@ -226,6 +247,7 @@ pub(crate) async fn run<S>(
             &Packet::Disconnect(disconnect),
             version,
             metrics,
+            connection.client_limit,
         );
     }
     if !write_buffer.is_empty() {
@@ -328,11 +350,41 @@ fn connack_for(shared: &Shared, connect: &Connect, connected: &Connected) -> Con
 }
 
 /// Encodes a packet into the write buffer, counting it.
-fn push(out: &mut BytesMut, packet: &Packet, version: ProtocolVersion, metrics: &Metrics) {
+/// Encodes a packet into the write buffer, counting it. `limit` is the client's
+/// Maximum Packet Size (v5): a packet that would exceed it is not sent
+/// ([MQTT-3.1.2-24]); a CONNACK is first cut down to its bare form (every
+/// CONNACK property is optional), since the client cannot work without one.
+fn push(
+    out: &mut BytesMut,
+    packet: &Packet,
+    version: ProtocolVersion,
+    metrics: &Metrics,
+    limit: Option<u32>,
+) {
     let before = out.len();
     match encode(packet, version, out) {
         Ok(()) => {
-            Metrics::add(&metrics.bytes_sent, (out.len() - before) as u64);
+            let size = out.len() - before;
+            if limit.is_some_and(|limit| size > limit as usize) {
+                out.truncate(before);
+                if let Packet::ConnAck(connack) = packet {
+                    if !connack.properties.eq(&ConnAckProperties::default()) {
+                        let bare = ConnAck {
+                            properties: ConnAckProperties::default(),
+                            ..connack.clone()
+                        };
+                        return push(out, &Packet::ConnAck(bare), version, metrics, limit);
+                    }
+                }
+                Metrics::incr(&metrics.dropped_too_large);
+                tracing::debug!(
+                    packet = packet.name(),
+                    size,
+                    "packet over the client's maximum packet size; not sent"
+                );
+                return;
+            }
+            Metrics::add(&metrics.bytes_sent, size as u64);
             if let Packet::Publish(publish) = packet {
                 Metrics::incr(&metrics.messages_sent);
                 if let Some(counter) = metrics
@@ -361,6 +413,8 @@ struct Connection {
     request_problem_information: bool,
     /// Reused buffer for PUBLISH packets polled from the session.
     outgoing: Vec<Publish>,
+    /// The client's Maximum Packet Size (v5 only).
+    client_limit: Option<u32>,
     /// Records for the durable store staged during the current pass (one read of
     /// packets, or one pull from the queue); appended as one batch at its end.
     records: Vec<Record>,
@@ -371,6 +425,8 @@ struct Connection {
     held: Vec<Held>,
     /// Reused buffer for the session's journal events.
     events: Vec<JournalEvent>,
+    /// The user name the client logged in with, for the ACL checks.
+    username: Option<Arc<str>>,
 }
 
 /// Output waiting for the pass's records to be durable.
@@ -526,14 +582,28 @@ impl Connection {
             self.barrier = false;
             return self.release(Ok(()), write_buffer);
         };
-        let ticket = store.append(std::mem::take(&mut self.records));
+        let records = std::mem::take(&mut self.records);
         if !std::mem::take(&mut self.barrier) {
             // Nobody waits for these (acknowledgements from the client, queue
             // bookkeeping): a failure sets the store's needs-checkpoint flag.
-            drop(ticket);
+            drop(store.append(records));
             return self.release(Ok(()), write_buffer);
         }
-        let result = ticket.wait().await.map(|_| ());
+        let refusal = switchboard_broker::Store::refusal_records(&records);
+        let result = store.append(records).wait().await.map(|_| ());
+        if result.is_err() {
+            // What was held is refused: its inbound QoS 2 ids must start new
+            // messages ([MQTT-4.3.3-9]; a 3.x client, which is disconnected instead
+            // of told, resends the PUBLISH), in memory and in the store.
+            for record in &refusal {
+                if let Record::InboundReleased { packet_id, .. } = record {
+                    let _ = self.entry.with_session(self.generation, |session| {
+                        session.abandon_incoming_qos2(*packet_id)
+                    });
+                }
+            }
+            store.append_detached(refusal);
+        }
         self.release(result, write_buffer)
     }
 
@@ -553,7 +623,13 @@ impl Connection {
             Ok(()) => {
                 for item in held {
                     match item {
-                        Held::Packet(packet) => push(write_buffer, &packet, self.version, metrics),
+                        Held::Packet(packet) => push(
+                            write_buffer,
+                            &packet,
+                            self.version,
+                            metrics,
+                            self.client_limit,
+                        ),
                         Held::Deliver { route, message } => {
                             broker.deliver_route(route, message, now());
                         }
@@ -582,6 +658,7 @@ impl Connection {
                         &Packet::PubAck(refusal),
                         self.version,
                         metrics,
+                        self.client_limit,
                     );
                 }
                 Held::Packet(Packet::PubRec(ack)) if self.version.is_v5() => {
@@ -594,6 +671,7 @@ impl Connection {
                         &Packet::PubRec(refusal),
                         self.version,
                         metrics,
+                        self.client_limit,
                     );
                 }
                 Held::Packet(_) => close = true,
@@ -642,6 +720,7 @@ impl Connection {
                 &packet,
                 self.version,
                 self.shared.broker.metrics(),
+                self.client_limit,
             );
         }
     }
@@ -723,15 +802,23 @@ impl Connection {
             }
             Packet::Subscribe(subscribe) => {
                 let staged = self.records.len();
+                // Filters the ACL refuses never reach the broker (SUBACK 0x87 / 0x80).
+                let check = crate::auth::SubscribeCheck::new(
+                    &self.shared,
+                    self.entry.client_id(),
+                    self.username.as_deref(),
+                    subscribe,
+                );
                 let suback = broker
                     .subscribe(
                         &self.entry,
                         self.generation,
-                        &subscribe,
+                        &check.allowed,
                         now(),
                         &mut self.records,
                     )
                     .map_err(Close::protocol)?;
+                let suback = check.merge(suback);
                 // SUBACK only once the subscription would survive a restart.
                 self.barrier |= self.records.len() > staged;
                 self.emit(write_buffer, Packet::SubAck(suback));
@@ -811,6 +898,40 @@ impl Connection {
             return Err(Close::protocol(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let packet_id = publish.packet_id.unwrap_or(0);
+        if !self.shared.auth.auth.can_publish(
+            self.entry.client_id(),
+            self.username.as_deref(),
+            &publish.topic,
+        ) {
+            // Dropped, retained or not. v5 tells the client with 0x87 on PUBACK/PUBREC
+            // (a QoS 2 flow ends there). 3.1.1 has no way to say it: the server MUST
+            // acknowledge positively or close the connection [MQTT-3.3.5-2]; like
+            // Mosquitto we acknowledge, so the client does not resend forever, and a
+            // QoS 2 flow completes with PUBREL/PUBCOMP as usual.
+            Metrics::incr(&metrics.publish_not_authorized);
+            tracing::debug!(client_id = %self.entry.client_id(), user = ?self.username, topic = %publish.topic, "publish not authorized; dropped");
+            let code = if self.version.is_v5() {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::SUCCESS
+            };
+            match publish.qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => {
+                    self.emit(
+                        write_buffer,
+                        Packet::PubAck(Ack::with_reason(packet_id, code)),
+                    );
+                }
+                QoS::ExactlyOnce => {
+                    self.emit(
+                        write_buffer,
+                        Packet::PubRec(Ack::with_reason(packet_id, code)),
+                    );
+                }
+            }
+            return Ok(());
+        }
         // [MQTT-3.3.2-4]: a payload declared UTF-8 that is not.
         if publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()

@@ -5,6 +5,7 @@
 //! cancellation token (v5 clients get DISCONNECT 0x8B), wait for the
 //! connection tasks to finish (bounded), then return.
 
+mod auth;
 mod connection;
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use switchboard_auth::Auth;
 use switchboard_broker::{Broker, Settings};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -71,6 +73,17 @@ pub struct ServerOptions {
     pub broker: Settings,
     /// Memory by default for an embedded server; the binary's default is `Sync`.
     pub durability: Durability,
+    /// Password file, ACL and login throttling; [`Auth::allow_all`] by default.
+    pub auth: Arc<Auth>,
+    /// Whether clients without a user name may connect: `None` = only on
+    /// listeners bound to a loopback address (decided per listener by
+    /// [`switchboard_auth::anonymous_allowed`]).
+    pub allow_anonymous: Option<bool>,
+    /// Test hook: makes the durable store's disk operations fail on demand
+    /// (full disk, I/O errors), so tests can check that the broker refuses
+    /// messages instead of acknowledging what it could not keep. `None` in
+    /// production; ignored in memory mode.
+    pub store_fault_injector: Option<Arc<switchboard_store::FaultInjector>>,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +99,9 @@ impl Default for ServerOptions {
             connect_timeout: Duration::from_secs(10),
             broker: Settings::default(),
             durability: Durability::Memory,
+            auth: Arc::new(Auth::allow_all()),
+            allow_anonymous: None,
+            store_fault_injector: None,
         }
     }
 }
@@ -112,6 +128,7 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub(crate) broker: Arc<Broker>,
     pub(crate) options: ServerOptions,
+    pub(crate) auth: auth::AuthGate,
 }
 
 struct BoundListener {
@@ -150,9 +167,13 @@ impl Server {
             });
         }
         let now = tokio::time::Instant::now().into_std();
-        let broker = Arc::new(open_broker(&options, now)?);
+        let broker = Arc::new(auth::install(open_broker(&options, now)?, &options.auth));
         Ok(Server {
-            shared: Arc::new(Shared { broker, options }),
+            shared: Arc::new(Shared {
+                broker,
+                auth: auth::AuthGate::new(options.auth.clone()),
+                options,
+            }),
             listeners,
         })
     }
@@ -225,13 +246,19 @@ impl RunningServer {
 
     /// Opens a connection that does not go through a socket: the server serves
     /// one end of an in-memory pipe and the caller gets the other. Behaves like a
-    /// TCP connection from `peer`; used by tests that run on paused time.
+    /// TCP connection from `peer` accepted on the first listener (which decides
+    /// whether anonymous clients are allowed); used by tests that run on paused
+    /// time.
     pub fn connect_in_memory(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
         let shared = self.shared.clone();
         let cancel = self.cancel.child_token();
+        let anonymous = self
+            .addrs
+            .first()
+            .is_none_or(|address| auth::anonymous_on(&shared, address.ip()));
         self.tracker
-            .spawn(connection::run(server, peer, shared, cancel));
+            .spawn(connection::run(server, peer, shared, cancel, anonymous));
         client
     }
 
@@ -278,6 +305,7 @@ async fn accept_loop(
         0 => None,
         n => Some(Arc::new(Semaphore::new(n))),
     };
+    let anonymous = auth::anonymous_on(&shared, bound.options.address.ip());
     let mut backoff = ACCEPT_BACKOFF_START;
     loop {
         let accepted = tokio::select! {
@@ -313,7 +341,7 @@ async fn accept_loop(
         let shared = shared.clone();
         let cancel = cancel.child_token();
         tracker.spawn(async move {
-            connection::run(stream, peer, shared, cancel).await;
+            connection::run(stream, peer, shared, cancel, anonymous).await;
             drop(permits);
         });
     }
@@ -370,6 +398,7 @@ fn open_broker(options: &ServerOptions, now: std::time::Instant) -> Result<Broke
     };
     let mut config = LogConfig::new(&data_dir);
     config.sync = sync;
+    config.fault_injector = options.store_fault_injector.clone();
     let started = std::time::Instant::now();
     let (store, recovered) =
         switchboard_broker::Store::open(config, now).map_err(|source| ServerError::Store {

@@ -33,3 +33,24 @@ async fn publish_reaches_subscriber_v5_and_v311() {
     }
     server.shutdown().await;
 }
+
+// Graceful shutdown: listeners close, a v5 client is told why (DISCONNECT 0x8B, Server
+// shutting down), a 3.1.1 client is simply disconnected.
+#[tokio::test]
+async fn shutdown_tells_v5_clients_the_server_is_shutting_down() {
+    let server = start_default().await;
+    let address = addr(&server);
+    let mut v5 = connected_tcp(&server, ProtocolVersion::V5, "shutdown-v5").await;
+    let mut v3 = connected_tcp(&server, ProtocolVersion::V3_1_1, "shutdown-v3").await;
+    server.shutdown().await;
+    match v5.recv().await {
+        Some(Packet::Disconnect(disconnect)) => {
+            assert_eq!(disconnect.reason_code, ReasonCode::SERVER_SHUTTING_DOWN)
+        }
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert_eq!(v5.recv().await, None);
+    assert_eq!(v3.recv().await, None);
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}

@@ -1,8 +1,11 @@
-//! `switchboard`: the broker (`serve`, the default) and the command-line clients
-//! (`pub`, `sub`, `req`).
+//! `switchboard`: the broker (`serve`, the default), the command-line clients
+//! (`pub`, `sub`, `req`) and the password file tool (`passwd`).
+
+mod passwd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +39,8 @@ enum Command {
     Sub(switchboard_client::cli::SubArgs),
     /// Send a request and wait for its response (MQTT 5 request-response, like mosquitto_rr).
     Req(switchboard_client::cli::ReqArgs),
+    /// Add a user to a password file or change their password (argon2id); --delete removes them.
+    Passwd(passwd::PasswdArgs),
 }
 
 /// Settings come from, lowest to highest precedence: built-in defaults, the config
@@ -80,6 +85,23 @@ struct ServeArgs {
     /// Cap on the session expiry interval clients may ask for.
     #[arg(long, env = "SWITCHBOARD_MAX_SESSION_EXPIRY_SECS", value_name = "SECS")]
     max_session_expiry_secs: Option<u32>,
+    /// Password file of `user:argon2id-hash` lines (see `switchboard passwd`).
+    #[arg(long, env = "SWITCHBOARD_PASSWORD_FILE", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Access control list (format in the README). SIGHUP reloads it and the password file.
+    #[arg(long, env = "SWITCHBOARD_ACL_FILE", value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Accept clients without a user name on every listener (`=false`: on none). By
+    /// default they are accepted on loopback listeners only.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOW_ANONYMOUS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    allow_anonymous: Option<bool>,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +122,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => switchboard_client::cli::run_pub(args).await,
             Command::Sub(args) => switchboard_client::cli::run_sub(args).await,
             Command::Req(args) => switchboard_client::cli::run_req(args).await,
+            Command::Passwd(args) => passwd::run(args),
         }
     });
     match result {
@@ -123,6 +146,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connect_timeout_secs: args.connect_timeout_secs,
         max_inflight: args.max_inflight,
         max_session_expiry_secs: args.max_session_expiry_secs,
+        password_file: args.password_file,
+        acl_file: args.acl_file,
+        allow_anonymous: args.allow_anonymous,
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -130,7 +156,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     init_logging(&config.log_level);
     let shutdown = shutdown_signal()?;
-    let options = server_options(&config)?;
+    let auth = load_auth(&config)?;
+    reload_on_hangup(auth.clone())?;
+    let options = server_options(&config, auth)?;
     let server = Server::bind(options)
         .await
         .context("cannot start the broker")?;
@@ -182,8 +210,72 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
+/// Loads the password and ACL files named in the configuration; every problem
+/// in either is reported, with file and line.
+fn load_auth(config: &Config) -> anyhow::Result<Arc<switchboard_auth::Auth>> {
+    let settings = &config.auth;
+    let options = switchboard_auth::AuthOptions {
+        password_file: settings.password_file.clone(),
+        acl_file: settings.acl_file.clone(),
+        throttle: switchboard_auth::ThrottleOptions {
+            max_failures: settings.failed_login_limit,
+            window: std::time::Duration::from_secs(settings.failed_login_window_secs),
+            delay: std::time::Duration::from_secs(settings.failed_login_delay_secs),
+            max_delay: std::time::Duration::from_secs(settings.failed_login_max_delay_secs),
+            max_addresses: settings.failed_login_max_addresses,
+        },
+    };
+    let auth = match switchboard_auth::Auth::load(options) {
+        Ok(auth) => auth,
+        Err(errors) => anyhow::bail!("invalid authentication files:\n{errors}"),
+    };
+    if auth.has_acl() && !auth.has_password_file() {
+        tracing::warn!(
+            "an ACL file is set but no password file: user names are not verified, so \
+             any client can claim a user name and get its rules"
+        );
+    }
+    for listener in &config.listeners {
+        let anonymous =
+            switchboard_auth::anonymous_allowed(settings.allow_anonymous, listener.address.ip());
+        tracing::info!(
+            address = %listener.address,
+            anonymous,
+            passwords = auth.has_password_file(),
+            acl = auth.has_acl(),
+            "authentication"
+        );
+    }
+    Ok(Arc::new(auth))
+}
+
+/// Reloads the password and ACL files on SIGHUP. Installed before the
+/// listeners start, so an early SIGHUP does not kill the process (its default
+/// action). A file with errors leaves the old ones in force (logged).
+fn reload_on_hangup(auth: Arc<switchboard_auth::Auth>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the password and ACL files");
+                let auth = auth.clone();
+                // File reading is blocking I/O; errors are logged by `reload`.
+                let _ = tokio::task::spawn_blocking(move || auth.reload()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = auth;
+    Ok(())
+}
+
 /// Maps the user-facing configuration onto what the server and broker take.
-fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
+fn server_options(
+    config: &Config,
+    auth: Arc<switchboard_auth::Auth>,
+) -> anyhow::Result<ServerOptions> {
     let mut listeners = Vec::new();
     for (position, listener) in config.listeners.iter().enumerate() {
         let kind = match listener.kind {
@@ -251,5 +343,8 @@ fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
         connect_timeout: limits.connect_timeout(),
         broker,
         durability,
+        store_fault_injector: None,
+        auth,
+        allow_anonymous: config.auth.allow_anonymous,
     })
 }

@@ -411,3 +411,122 @@ impl Drop for Responder {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Runs `switchboard passwd <args>` with `stdin` written to its standard input;
+/// returns its exit status and what it printed on standard error.
+pub fn passwd(args: &[&str], stdin: &str) -> (ExitStatus, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("passwd")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard passwd");
+    let mut input = child.stdin.take().unwrap();
+    // The command may exit before reading (bad arguments): ignore a broken pipe.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let status = match wait_child(&mut child, GUARD) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            panic!("switchboard passwd {args:?} did not finish");
+        }
+    };
+    (status, reader.join().unwrap())
+}
+
+/// Sends SIGHUP (reload the password and ACL files).
+pub fn hangup(broker: &Broker) {
+    let status = Command::new("kill")
+        .args(["-HUP", &broker.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Runs `switchboard serve <args>` expecting it to refuse to start; returns
+/// what it printed on standard error.
+pub fn serve_fails(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run switchboard serve");
+    assert!(
+        !output.status.success(),
+        "switchboard serve {args:?} started"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `switchboard serve <args>` with exactly these arguments (nothing added), for
+/// tests that choose the durability mode and data directory themselves. Waits
+/// for the listening line; if the process exits first, or never reports an
+/// address within [`GUARD`], returns the exit status (if any) and every log
+/// line it wrote.
+pub fn start_serve(args: &[&str]) -> Result<Broker, (Option<ExitStatus>, Vec<String>)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start switchboard");
+    let stdout = child.stdout.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (address_sender, address) = mpsc::channel();
+    let log_writer = log.clone();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                if let Some(token) = rest.split_whitespace().next() {
+                    if let Ok(addr) = token.parse::<SocketAddr>() {
+                        let _ = address_sender.send(addr);
+                    }
+                }
+            }
+            log_writer.lock().unwrap().push(line);
+        }
+    });
+    let start = Instant::now();
+    loop {
+        match address.recv_timeout(Duration::from_millis(20)) {
+            Ok(addr) => return Ok(Broker { child, addr, log }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) || start.elapsed() > GUARD {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait().ok();
+    let _ = reader.join();
+    let lines = log.lock().unwrap().clone();
+    Err((status, lines))
+}
+
+impl Broker {
+    /// SIGKILL, then reap: what `kill -9` does; the broker gets no chance to
+    /// flush or close anything.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every log line (stdout) the broker wrote so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}

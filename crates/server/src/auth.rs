@@ -1,0 +1,211 @@
+//! Where connections meet `switchboard-auth`: the CONNECT check (throttle,
+//! credentials, will topic), the SUBSCRIBE check, and the delivery filter
+//! the broker applies to every message it hands to a session.
+//!
+//! Password checks run Argon2, which takes tens of milliseconds of CPU by
+//! design, so they run on tokio's blocking pool and at most
+//! [`AuthGate::verifications`] at a time (one per core): a burst of CONNECTs
+//! with passwords queues here instead of occupying every runtime worker or
+//! allocating Argon2's memory for each at once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use switchboard_auth::{Auth, Refusal};
+use switchboard_broker::{Broker, DeliveryFilter, Metrics};
+use switchboard_codec::{Connect, ReasonCode, SubAck, Subscribe};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// The server's share of authentication: the [`Auth`] and the bound on
+/// concurrent password checks.
+#[derive(Debug)]
+pub(crate) struct AuthGate {
+    pub(crate) auth: Arc<Auth>,
+    /// One permit per concurrent Argon2 verification.
+    verifications: Semaphore,
+}
+
+impl AuthGate {
+    pub(crate) fn new(auth: Arc<Auth>) -> AuthGate {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        AuthGate {
+            auth,
+            verifications: Semaphore::new(cores),
+        }
+    }
+}
+
+/// The broker's delivery filter: the ACL's read check.
+#[derive(Debug)]
+pub(crate) struct AclDeliveryFilter(pub(crate) Arc<Auth>);
+
+impl DeliveryFilter for AclDeliveryFilter {
+    fn can_receive(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        self.0.can_receive(client_id, username, topic)
+    }
+}
+
+/// Gives the broker the ACL's read check when an ACL file is configured
+/// (without one every delivery is allowed, and the check is skipped).
+pub(crate) fn install(broker: Broker, auth: &Arc<Auth>) -> Broker {
+    if auth.has_acl() {
+        broker.with_delivery_filter(Arc::new(AclDeliveryFilter(auth.clone())))
+    } else {
+        broker
+    }
+}
+
+/// Whether clients without a user name may connect on a listener bound to
+/// `address` (see [`switchboard_auth::anonymous_allowed`]).
+pub(crate) fn anonymous_on(shared: &Shared, address: IpAddr) -> bool {
+    switchboard_auth::anonymous_allowed(shared.options.allow_anonymous, address)
+}
+
+/// Decides a CONNECT before the broker sees it: holds a connection from an
+/// address that failed too often, checks the credentials, and refuses a will
+/// the client could not publish itself. `Err` is the CONNACK reason code to
+/// refuse with (0x86 / 3.1.1 code 4 for bad credentials, 0x87 / code 5 when
+/// not authorized).
+pub(crate) async fn login(
+    shared: &Shared,
+    connect: &Connect,
+    peer: IpAddr,
+    anonymous_allowed: bool,
+    cancel: &CancellationToken,
+) -> Result<(), ReasonCode> {
+    let gate = &shared.auth;
+    let metrics = shared.broker.metrics();
+    if let Some(delay) = gate.auth.login_delay(peer, now()) {
+        Metrics::incr(&metrics.auth_throttled);
+        tracing::debug!(%peer, ?delay, "too many failed logins from this address; holding the CONNECT");
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(ReasonCode::SERVER_UNAVAILABLE),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    let username = connect.username.as_deref();
+    let decided = if gate.auth.needs_hashing(username) {
+        verify_blocking(gate, connect, anonymous_allowed).await
+    } else {
+        gate.auth
+            .authenticate(username, connect.password.as_deref(), anonymous_allowed)
+    };
+    if let Err(refusal) = decided {
+        Metrics::incr(&metrics.auth_failures);
+        let code = match refusal {
+            Refusal::BadCredentials => {
+                // Only guesses count towards throttling; a missing user name is
+                // not one.
+                gate.auth.record_login_failure(peer, now());
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            }
+            Refusal::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+        };
+        tracing::info!(%peer, client_id = %connect.client_id, user = ?username, %code, "login refused");
+        return Err(code);
+    }
+    if let Some(will) = &connect.will {
+        // A will is published on the client's behalf, so it needs the client's own
+        // right to publish there. The client id is the one sent: an identifier the
+        // server assigns later is not known yet, so `%c` patterns do not grant it.
+        if !gate
+            .auth
+            .can_publish(&connect.client_id, username, &will.topic)
+        {
+            Metrics::incr(&metrics.auth_failures);
+            tracing::info!(%peer, client_id = %connect.client_id, topic = %will.topic, "will topic not authorized; refusing the CONNECT");
+            return Err(ReasonCode::NOT_AUTHORIZED);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the password check on the blocking pool, within the concurrency bound.
+async fn verify_blocking(
+    gate: &AuthGate,
+    connect: &Connect,
+    anonymous_allowed: bool,
+) -> Result<(), Refusal> {
+    // The semaphore is never closed; a failure here would mean it was, and then
+    // refusing is the safe answer.
+    let Ok(_permit) = gate.verifications.acquire().await else {
+        return Err(Refusal::BadCredentials);
+    };
+    let auth = gate.auth.clone();
+    let username = connect.username.clone();
+    let password = connect.password.clone();
+    tokio::task::spawn_blocking(move || {
+        auth.authenticate(username.as_deref(), password.as_deref(), anonymous_allowed)
+    })
+    .await
+    .unwrap_or(Err(Refusal::BadCredentials))
+}
+
+/// Splits a SUBSCRIBE by the ACL: the filters the client may subscribe to go to
+/// the broker; the others are answered 0x87 Not authorized (3.1.1: 0x80
+/// Failure, which the encoder writes for any failure code). Filters that are
+/// not valid stay in, for the broker to answer 0x8F as it does for everyone.
+pub(crate) struct SubscribeCheck {
+    /// What the broker should handle (only the allowed filters).
+    pub(crate) allowed: Subscribe,
+    /// For each filter of the original packet, `None` if it went to the
+    /// broker, or the code to answer it with.
+    refused: Vec<Option<ReasonCode>>,
+}
+
+impl SubscribeCheck {
+    pub(crate) fn new(
+        shared: &Shared,
+        client_id: &str,
+        username: Option<&str>,
+        subscribe: Subscribe,
+    ) -> SubscribeCheck {
+        let auth = &shared.auth.auth;
+        let limits = &shared.options.broker.topic_limits;
+        let mut allowed = subscribe;
+        let filters = std::mem::take(&mut allowed.filters);
+        let mut refused = Vec::with_capacity(filters.len());
+        for (filter, options) in filters {
+            let plain = match switchboard_topic::parse_filter(&filter, limits) {
+                Ok(switchboard_topic::FilterKind::Plain(plain)) => Some(plain),
+                Ok(switchboard_topic::FilterKind::Shared { filter, .. }) => Some(filter),
+                Err(_) => None,
+            };
+            let permitted =
+                plain.is_none_or(|plain| auth.can_subscribe(client_id, username, plain));
+            if permitted {
+                refused.push(None);
+                allowed.filters.push((filter, options));
+            } else {
+                tracing::debug!(%client_id, user = ?username, %filter, "subscription not authorized");
+                Metrics::incr(&shared.broker.metrics().subscriptions_refused);
+                refused.push(Some(ReasonCode::NOT_AUTHORIZED));
+            }
+        }
+        SubscribeCheck { allowed, refused }
+    }
+
+    /// The SUBACK for the whole packet: the broker's codes for the filters it
+    /// handled, in order, with the refused ones put back in their places.
+    pub(crate) fn merge(self, suback: SubAck) -> SubAck {
+        let mut granted = suback.reason_codes.into_iter();
+        let reason_codes = self
+            .refused
+            .into_iter()
+            .map(|refused| {
+                refused.unwrap_or_else(|| granted.next().unwrap_or(ReasonCode::UNSPECIFIED_ERROR))
+            })
+            .collect();
+        SubAck {
+            reason_codes,
+            ..suback
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
