@@ -41,6 +41,8 @@ enum Command {
     Req(switchboard_client::cli::ReqArgs),
     /// Add a user to a password file or change their password (argon2id); --delete removes them.
     Passwd(passwd::PasswdArgs),
+    /// Load-test an MQTT broker: throughput, loss, latency, memory per connection.
+    Bench(switchboard_bench::BenchArgs),
 }
 
 /// Settings come from, lowest to highest precedence: built-in defaults, the config
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => switchboard_client::cli::run_pub(args).await,
             Command::Sub(args) => switchboard_client::cli::run_sub(args).await,
             Command::Req(args) => switchboard_client::cli::run_req(args).await,
+            Command::Bench(args) => switchboard_bench::run(args).await,
             Command::Passwd(args) => passwd::run(args),
         }
     });
