@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::{ArgAction, ValueEnum};
 use switchboard_codec::{ProtocolVersion, QoS};
 
+use crate::link::SessionKind;
 use crate::payload::HEADER_LEN;
 
 /// 127.0.0.1: a benchmark sends load only where it is pointed, and by default
@@ -43,6 +44,11 @@ pub const DEFAULT_CONNECT_CONCURRENCY: usize = 64;
 /// Mosquitto acknowledges and silently drops a 3.1.1 client's messages beyond
 /// it, which a benchmark must not provoke by default.
 pub const DEFAULT_INFLIGHT_V311: u16 = 20;
+
+/// Session expiry asked for by `--persistent` subscribers (MQTT 5): an hour
+/// outlasts any run, and a session that a killed run could not end goes away
+/// by itself within the hour instead of collecting messages for a week.
+pub const DEFAULT_SESSION_EXPIRY_SECS: u32 = 3600;
 
 /// Largest payload accepted: MQTT's limit is 256 MiB per packet; 64 MiB keeps
 /// a typo from allocating gigabytes of write buffers.
@@ -170,6 +176,16 @@ pub struct BenchArgs {
     /// broker should keep serving the others (slow-consumer isolation).
     #[arg(long = "stalled", value_name = "N", default_value_t = 0)]
     pub stalled: usize,
+    /// Subscribers keep persistent sessions (clean start 0, MQTT 5 session expiry
+    /// --session-expiry) under fixed client ids, so the broker must keep every message
+    /// it queues for them: a durable broker writes each to disk before acknowledging it.
+    /// Their sessions are ended before and after the run. fan-in, fan-out, pairs, req-resp.
+    #[arg(long = "persistent")]
+    pub persistent: bool,
+    /// With --persistent: the MQTT 5 session expiry interval asked for, in seconds
+    /// [default: 3600]. 3.1.1 has none: the broker keeps the session as long as it likes.
+    #[arg(long = "session-expiry", value_name = "SECS", requires = "persistent")]
+    pub session_expiry: Option<u32>,
     /// Broker process id: read its VmRSS from /proc/PID/status before and after (idle).
     /// Use a freshly started broker: RSS keeps the high-water mark of earlier load.
     #[arg(long = "broker-pid", value_name = "PID")]
@@ -229,6 +245,9 @@ pub(crate) struct Settings {
     pub(crate) warmup: Duration,
     pub(crate) drain: Duration,
     pub(crate) stalled: usize,
+    /// How subscribers (receivers, the responder, stalled ones) connect;
+    /// publishers always use clean sessions.
+    pub(crate) subscriber_session: SessionKind,
     pub(crate) broker_pid: Option<u32>,
     pub(crate) json: bool,
     pub(crate) connect_concurrency: usize,
@@ -272,6 +291,24 @@ impl Settings {
         if args.connect_concurrency == 0 {
             bail!("--connect-concurrency must be at least 1");
         }
+        if args.session_expiry == Some(0) {
+            bail!(
+                "--session-expiry must be at least 1 second: with 0 the session ends at \
+                 disconnect, and the broker has nothing to keep"
+            );
+        }
+        if args.persistent {
+            if let Some(scenario) = args
+                .scenarios
+                .iter()
+                .find(|scenario| matches!(scenario, Scenario::Idle | Scenario::Retained))
+            {
+                bail!(
+                    "--persistent applies to fan-in, fan-out, pairs and req-resp, not {}",
+                    scenario.name()
+                );
+            }
+        }
         let prefix = &args.topic_prefix;
         if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.starts_with('$') {
             bail!("--topic-prefix {prefix:?} must be a non-empty topic name without wildcards or a leading $");
@@ -295,6 +332,13 @@ impl Settings {
             warmup: seconds("--warmup", args.warmup, true)?,
             drain: seconds("--drain", args.drain, true)?,
             stalled: args.stalled,
+            subscriber_session: if args.persistent {
+                SessionKind::Persistent {
+                    expiry_secs: args.session_expiry.unwrap_or(DEFAULT_SESSION_EXPIRY_SECS),
+                }
+            } else {
+                SessionKind::Clean
+            },
             broker_pid: args.broker_pid,
             json: args.json,
             connect_concurrency: args.connect_concurrency,
@@ -360,6 +404,7 @@ mod tests {
         assert_eq!(settings.warmup, Duration::from_secs(1));
         assert_eq!(settings.drain, Duration::from_secs(2));
         assert_eq!(settings.count, None);
+        assert_eq!(settings.subscriber_session, SessionKind::Clean);
         assert!(!settings.json);
         assert_eq!(settings.clients_for(Scenario::FanIn), 16);
         assert_eq!(settings.clients_for(Scenario::FanOut), 100);
@@ -431,6 +476,58 @@ mod tests {
         assert_eq!(settings.connect_concurrency, 8);
         assert_eq!(settings.settle, Duration::from_secs(3));
         assert_eq!(settings.topic_prefix, "lab/bench");
+    }
+
+    #[test]
+    fn persistent_subscribers() {
+        let settings = Settings::from_args(&parse(&["fan-in", "--persistent"]).unwrap()).unwrap();
+        assert_eq!(
+            settings.subscriber_session,
+            SessionKind::Persistent {
+                expiry_secs: DEFAULT_SESSION_EXPIRY_SECS
+            }
+        );
+        let args = parse(&[
+            "fan-out",
+            "pairs",
+            "req-resp",
+            "--persistent",
+            "--session-expiry",
+            "60",
+        ])
+        .unwrap();
+        assert!(args.persistent);
+        assert_eq!(args.session_expiry, Some(60));
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(
+            settings.subscriber_session,
+            SessionKind::Persistent { expiry_secs: 60 }
+        );
+        // 3.1.1 has no expiry to send, but the session is persistent all the same.
+        let v311 = parse(&["fan-in", "--persistent", "-V", "311"]).unwrap();
+        assert!(matches!(
+            Settings::from_args(&v311).unwrap().subscriber_session,
+            SessionKind::Persistent { .. }
+        ));
+    }
+
+    #[test]
+    fn persistent_refusals() {
+        assert!(
+            parse(&["fan-in", "--session-expiry", "60"]).is_err(),
+            "--session-expiry needs --persistent"
+        );
+        assert!(parse(&["fan-in", "--persistent", "--session-expiry", "-1"]).is_err());
+        assert!(parse(&["fan-in", "--persistent", "--session-expiry", "4294967296"]).is_err());
+        let invalid: &[&[&str]] = &[
+            &["fan-in", "--persistent", "--session-expiry", "0"],
+            &["idle", "--persistent"],
+            &["fan-in", "retained", "--persistent"],
+        ];
+        for args in invalid {
+            let parsed = parse(args).unwrap();
+            assert!(Settings::from_args(&parsed).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::args::{Scenario, Settings};
-use crate::link::{Link, Target};
+use crate::link::{Link, SessionKind, Target};
 use crate::report::{IdleResults, Report};
 use crate::scenario::{protocol_name, TASK_GUARD};
 use crate::wire;
@@ -42,7 +42,7 @@ pub(crate) async fn run_idle(
             let Ok(permit) = permits.acquire_owned().await else {
                 return false;
             };
-            let link = Link::connect(&target, &client_id).await;
+            let link = Link::connect(&target, &client_id, SessionKind::Clean).await;
             drop(permit);
             match link {
                 Ok(link) => {
@@ -110,6 +110,8 @@ pub(crate) async fn run_idle(
         publishers: 0,
         subscribers: 0,
         stalled_subscribers: 0,
+        persistent_sessions: false,
+        session_expiry_secs: None,
         mode: "idle",
         window_per_publisher: None,
         target_rate: None,

@@ -38,6 +38,21 @@ const READ_MIN_FREE: usize = 16 * 1024;
 /// topic, properties and headers of a benchmark message are far smaller.
 const PACKET_OVERHEAD: usize = 64 * 1024;
 
+/// What a client asks the broker to do with its session at CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SessionKind {
+    /// Clean start 1 (3.1.1: clean session 1), no session expiry: the broker
+    /// forgets the session when the connection ends, and keeps nothing on
+    /// disk for it.
+    #[default]
+    Clean,
+    /// Clean start 0 (3.1.1: clean session 0) and, in MQTT 5, this session
+    /// expiry interval: the broker keeps the session, its subscriptions and
+    /// every QoS 1/2 message queued for it across a disconnect, which a
+    /// durable broker must write to disk before acknowledging the publish.
+    Persistent { expiry_secs: u32 },
+}
+
 /// Where and how to connect; shared by every client of a run.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -90,19 +105,30 @@ pub(crate) struct Link {
 
 impl Link {
     /// TCP connect, CONNECT, CONNACK; within the target's connect timeout.
-    pub(crate) async fn connect(target: &Target, client_id: &str) -> anyhow::Result<Link> {
-        tokio::time::timeout(target.connect_timeout, Link::handshake(target, client_id))
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "no CONNACK from {} within {:?} (client {client_id})",
-                    target.address,
-                    target.connect_timeout
-                )
-            })?
+    pub(crate) async fn connect(
+        target: &Target,
+        client_id: &str,
+        session: SessionKind,
+    ) -> anyhow::Result<Link> {
+        tokio::time::timeout(
+            target.connect_timeout,
+            Link::handshake(target, client_id, session),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no CONNACK from {} within {:?} (client {client_id})",
+                target.address,
+                target.connect_timeout
+            )
+        })?
     }
 
-    async fn handshake(target: &Target, client_id: &str) -> anyhow::Result<Link> {
+    async fn handshake(
+        target: &Target,
+        client_id: &str,
+        session: SessionKind,
+    ) -> anyhow::Result<Link> {
         let stream = TcpStream::connect(target.address)
             .await
             .map_err(|error| connect_error(target.address, error))?;
@@ -118,10 +144,15 @@ impl Link {
             receive_maximum: u16::MAX,
             ping_interval: Duration::from_secs(u64::from(KEEP_ALIVE_SECS) / 2),
         };
+        let (clean_start, session_expiry_interval) = match session {
+            SessionKind::Clean => (true, None),
+            SessionKind::Persistent { expiry_secs } => (false, Some(expiry_secs)),
+        };
         let properties = if version.is_v5() {
             ConnectProperties {
                 receive_maximum: Some(u16::MAX),
                 maximum_packet_size: Some(target.max_packet_size),
+                session_expiry_interval,
                 ..ConnectProperties::default()
             }
         } else {
@@ -129,7 +160,7 @@ impl Link {
         };
         let connect = Connect {
             protocol: version,
-            clean_start: true,
+            clean_start,
             keep_alive: KEEP_ALIVE_SECS,
             client_id: client_id.to_owned(),
             will: None,
@@ -266,11 +297,20 @@ pub(crate) type Prepare = Option<(String, QoS)>;
 /// Connects `client_ids.len()` clients, at most `concurrency` at a time; each
 /// subscribes to its filter if it has one. Returns the links in the order of
 /// `client_ids`, or the first error (the rest are dropped, which closes them).
+///
+/// Persistent clients first end whatever session their client id has on the
+/// broker (an earlier run's, with its subscriptions and queue), so every run
+/// starts from empty sessions whatever happened before.
 pub(crate) async fn connect_all(
     target: &Target,
     clients: Vec<(String, Prepare)>,
+    session: SessionKind,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Link>> {
+    if session != SessionKind::Clean {
+        let client_ids = clients.iter().map(|(client_id, _)| client_id.clone());
+        end_sessions(target, client_ids.collect(), concurrency).await?;
+    }
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let count = clients.len();
@@ -279,7 +319,7 @@ pub(crate) async fn connect_all(
         let target = target.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            let mut link = Link::connect(&target, &client_id).await?;
+            let mut link = Link::connect(&target, &client_id, session).await?;
             if let Some((filter, qos)) = prepare {
                 tokio::time::timeout(target.connect_timeout, link.subscribe(&filter, qos))
                     .await
@@ -301,4 +341,159 @@ pub(crate) async fn connect_all(
         .into_iter()
         .map(|link| link.ok_or_else(|| anyhow!("a connection went missing during setup")))
         .collect()
+}
+
+/// Ends the broker's sessions of `client_ids`, if it has any: each connects
+/// with clean start 1 (3.1.1: clean session 1) and no expiry, which discards
+/// the old session, and disconnects, which ends the new one. Persistent runs
+/// call it before (a rerun does not inherit the last run's sessions) and after
+/// (nothing is left queued on the broker).
+pub(crate) async fn end_sessions(
+    target: &Target,
+    client_ids: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    for client_id in client_ids {
+        let permits = Arc::clone(&permits);
+        let target = target.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            Link::connect(&target, &client_id, SessionKind::Clean)
+                .await
+                .with_context(|| format!("ending the session of {client_id}"))?
+                .disconnect()
+                .await;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a task ending sessions failed")??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use switchboard_server::{ListenerKind, ListenerOptions, RunningServer, Server, ServerOptions};
+
+    use super::*;
+
+    async fn start_broker() -> RunningServer {
+        let mut options = ServerOptions {
+            listeners: vec![ListenerOptions {
+                name: "bench-link-test".into(),
+                kind: ListenerKind::Tcp,
+                address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                max_connections: 0,
+            }],
+            ..ServerOptions::default()
+        };
+        options.broker.sys_interval = None;
+        Server::bind(options).await.unwrap().start()
+    }
+
+    async fn target(server: &RunningServer, version: ProtocolVersion) -> Target {
+        let port = server.local_addrs()[0].port();
+        Target::resolve("127.0.0.1", port, version, Duration::from_secs(5), 16)
+            .await
+            .unwrap()
+    }
+
+    /// Polls `condition` until it holds; fails the test after 10 s. The
+    /// broker handles a DISCONNECT on its own task, after the client is done.
+    async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn subscription_filters(server: &RunningServer, client_id: &str) -> Vec<String> {
+        let entry = server.broker().session(client_id).unwrap();
+        entry
+            .info()
+            .subscriptions
+            .into_iter()
+            .map(|(filter, _)| filter)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn persistent_sessions_outlive_the_connection_and_a_rerun_starts_afresh() {
+        let server = start_broker().await;
+        for (version, client_id) in [
+            (ProtocolVersion::V5, "sbb-test-s0"),
+            (ProtocolVersion::V3_1_1, "sbb-test-s1"),
+        ] {
+            let target = target(&server, version).await;
+            let persistent = SessionKind::Persistent { expiry_secs: 60 };
+            let subscribe = |filter: &str| {
+                vec![(
+                    client_id.to_owned(),
+                    Some((filter.to_owned(), QoS::AtLeastOnce)),
+                )]
+            };
+
+            let links = connect_all(&target, subscribe("old/#"), persistent, 4)
+                .await
+                .unwrap();
+            let entry = server.broker().session(client_id).unwrap();
+            assert!(entry.is_persistent(), "{version:?}");
+            if version.is_v5() {
+                // [MQTT-3.1.2-23]: kept for the expiry the client asked for.
+                assert_eq!(entry.info().session_expiry, 60);
+            }
+            for link in links {
+                link.disconnect().await;
+            }
+            eventually("the session is detached", || {
+                !server.broker().session(client_id).unwrap().info().connected
+            })
+            .await;
+            assert_eq!(subscription_filters(&server, client_id), ["old/#"]);
+
+            // A rerun ends the old session first: only its own subscription remains.
+            let links = connect_all(&target, subscribe("new/#"), persistent, 4)
+                .await
+                .unwrap();
+            assert_eq!(subscription_filters(&server, client_id), ["new/#"]);
+            for link in links {
+                link.disconnect().await;
+            }
+
+            end_sessions(&target, vec![client_id.to_owned()], 4)
+                .await
+                .unwrap();
+            eventually("the session is gone", || {
+                server.broker().session(client_id).is_none()
+            })
+            .await;
+        }
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn clean_sessions_end_with_the_connection() {
+        let server = start_broker().await;
+        let target = target(&server, ProtocolVersion::V5).await;
+        let link = Link::connect(&target, "sbb-test-clean", SessionKind::Clean)
+            .await
+            .unwrap();
+        assert!(!server
+            .broker()
+            .session("sbb-test-clean")
+            .unwrap()
+            .is_persistent());
+        link.disconnect().await;
+        eventually("the session is gone", || {
+            server.broker().session("sbb-test-clean").is_none()
+        })
+        .await;
+        server.shutdown().await;
+    }
 }

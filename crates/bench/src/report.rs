@@ -20,6 +20,11 @@ pub(crate) struct Report {
     pub(crate) subscribers: usize,
     /// Extra subscribers that never read (`--stalled`), not counted anywhere else.
     pub(crate) stalled_subscribers: usize,
+    /// Subscribers kept persistent sessions (`--persistent`).
+    pub(crate) persistent_sessions: bool,
+    /// The MQTT 5 session expiry they asked for; `None` for clean sessions
+    /// and in 3.1.1.
+    pub(crate) session_expiry_secs: Option<u32>,
     /// "closed" or "open" (`--rate`).
     pub(crate) mode: &'static str,
     /// Closed loop: messages in flight end to end per publisher.
@@ -165,6 +170,14 @@ impl Report {
                     " (+{} that never read)",
                     count(self.stalled_subscribers as f64)
                 ));
+            }
+            if self.persistent_sessions {
+                match self.session_expiry_secs {
+                    Some(expiry) => {
+                        title.push_str(&format!("  persistent sessions (expiry {expiry} s)"))
+                    }
+                    None => title.push_str("  persistent sessions"),
+                }
             }
             match (self.target_rate, self.window_per_publisher) {
                 (Some(rate), _) => title.push_str(&format!("  open loop {} msg/s", count(rate))),
@@ -377,6 +390,8 @@ mod tests {
             publishers: 16,
             subscribers: 1,
             stalled_subscribers: 0,
+            persistent_sessions: false,
+            session_expiry_secs: None,
             mode: "closed",
             window_per_publisher: Some(31),
             target_rate: None,
@@ -448,6 +463,26 @@ mod tests {
         assert!(table.contains("lost        10 (0.000 %)"), "{table}");
         assert!(table.contains("p50 45.1 µs"), "{table}");
         assert!(table.contains("max 12.0 ms"), "{table}");
+    }
+
+    #[test]
+    fn persistent_sessions_show_in_title_and_json() {
+        let mut report = flow_report();
+        assert!(!report.table().contains("persistent"));
+        report.persistent_sessions = true;
+        report.session_expiry_secs = Some(3600);
+        let table = report.table();
+        assert!(
+            table.contains("persistent sessions (expiry 3600 s)"),
+            "{table}"
+        );
+        let mut out = Vec::new();
+        report.write_json(&mut out).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["persistent_sessions"], true);
+        assert_eq!(value["session_expiry_secs"], 3600);
+        report.session_expiry_secs = None;
+        assert!(report.table().contains("persistent sessions  closed loop"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::args::{Scenario, Settings, DEFAULT_RETAINED_COUNT};
 use crate::flow::{
     drive_client, ClientSpec, Clock, Pace, Progress, ReceiverConfig, SenderConfig, Topics,
 };
-use crate::link::{connect_all, Target};
+use crate::link::{connect_all, SessionKind, Target};
 use crate::payload::padding;
 use crate::report::{Report, RetainedResults};
 use crate::scenario::{duration_ns, protocol_name};
@@ -42,6 +42,7 @@ pub(crate) async fn run_retained(
             (format!("sbb{run_id}p0"), None),
             (format!("sbb{run_id}s0"), None),
         ],
+        SessionKind::Clean,
         settings.connect_concurrency,
     )
     .await?;
@@ -127,6 +128,8 @@ pub(crate) async fn run_retained(
         publishers: 1,
         subscribers: 1,
         stalled_subscribers: 0,
+        persistent_sessions: false,
+        session_expiry_secs: None,
         mode: "closed",
         window_per_publisher: Some(settings.window),
         target_rate: None,

@@ -20,7 +20,7 @@ use crate::flow::{
     run_client, ClientOutcome, ClientSpec, Clock, Feedback, Pace, Progress, ReceiverConfig,
     SenderConfig, Topics,
 };
-use crate::link::{connect_all, Target};
+use crate::link::{connect_all, end_sessions, SessionKind, Target};
 use crate::payload::padding;
 use crate::report::{FlowResults, Report};
 use crate::stats::{new_histogram, Delivery, LatencySummary};
@@ -162,6 +162,9 @@ pub(crate) async fn run_flow(
     let topology = Topology::new(scenario, clients, settings.window, &prefix)?;
     let qos = settings.qos;
 
+    let session = settings.subscriber_session;
+    let subscriber_prefix = subscriber_id_prefix(session, scenario, run_id);
+
     // Setup: receivers (and the responder) first, so that nothing published is missed.
     let setup_started = Instant::now();
     let mut receiver_ids: Vec<(String, Option<(String, _)>)> = topology
@@ -170,16 +173,17 @@ pub(crate) async fn run_flow(
         .enumerate()
         .map(|(index, plan)| {
             (
-                format!("sbb{run_id}s{index}"),
+                format!("{subscriber_prefix}s{index}"),
                 Some((plan.filter.clone(), qos)),
             )
         })
         .collect();
     if let Some(filter) = &topology.responder {
-        receiver_ids.push((format!("sbb{run_id}r"), Some((filter.clone(), qos))));
+        receiver_ids.push((format!("{subscriber_prefix}r"), Some((filter.clone(), qos))));
     }
+    let mut subscriber_ids: Vec<String> = receiver_ids.iter().map(|(id, _)| id.clone()).collect();
     let mut receiver_links =
-        connect_all(target, receiver_ids, settings.connect_concurrency).await?;
+        connect_all(target, receiver_ids, session, settings.connect_concurrency).await?;
     // Stalled subscribers: same filter as the first receiver, never read.
     let stalled_filter = topology
         .receivers
@@ -188,11 +192,18 @@ pub(crate) async fn run_flow(
         .or_else(|| topology.responder.clone());
     let stalled_ids = match (&stalled_filter, settings.stalled) {
         (Some(filter), stalled) => (0..stalled)
-            .map(|index| (format!("sbb{run_id}x{index}"), Some((filter.clone(), qos))))
+            .map(|index| {
+                (
+                    format!("{subscriber_prefix}x{index}"),
+                    Some((filter.clone(), qos)),
+                )
+            })
             .collect(),
         (None, _) => Vec::new(),
     };
-    let stalled_links = connect_all(target, stalled_ids, settings.connect_concurrency).await?;
+    subscriber_ids.extend(stalled_ids.iter().map(|(id, _)| id.clone()));
+    let stalled_links =
+        connect_all(target, stalled_ids, session, settings.connect_concurrency).await?;
     let publisher_ids = topology
         .publishers
         .iter()
@@ -202,7 +213,13 @@ pub(crate) async fn run_flow(
             (format!("sbb{run_id}p{index}"), subscribe)
         })
         .collect();
-    let publisher_links = connect_all(target, publisher_ids, settings.connect_concurrency).await?;
+    let publisher_links = connect_all(
+        target,
+        publisher_ids,
+        SessionKind::Clean,
+        settings.connect_concurrency,
+    )
+    .await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
 
     let warmup_ns = duration_ns(settings.warmup);
@@ -347,6 +364,14 @@ pub(crate) async fn run_flow(
             return Err(error);
         }
     };
+    if session != SessionKind::Clean {
+        // Leave nothing queued on the broker. The figures stand either way:
+        // a failure here is reported, not fatal.
+        if let Err(error) = end_sessions(target, subscriber_ids, settings.connect_concurrency).await
+        {
+            eprintln!("switchboard bench: could not end the persistent sessions: {error:#}");
+        }
+    }
 
     let histogram = histogram
         .lock()
@@ -363,6 +388,13 @@ pub(crate) async fn run_flow(
         publishers,
         subscribers: topology.receivers.len() + usize::from(topology.responder.is_some()),
         stalled_subscribers: settings.stalled,
+        persistent_sessions: session != SessionKind::Clean,
+        session_expiry_secs: match session {
+            SessionKind::Persistent { expiry_secs } if settings.version.is_v5() => {
+                Some(expiry_secs)
+            }
+            _ => None,
+        },
         mode: if settings.rate.is_some() {
             "open"
         } else {
@@ -379,6 +411,19 @@ pub(crate) async fn run_flow(
         idle: None,
         retained: None,
     })
+}
+
+/// What subscriber client ids start with. Clean sessions: the run id, so runs
+/// never meet. Persistent sessions: the scenario name alone, fixed from run to
+/// run, so that a rerun (which ends these sessions first) replaces the last
+/// run's sessions instead of adding to them, even when a run was killed before
+/// it could end its own. Two persistent runs of one scenario at once against
+/// one broker would take over each other's sessions: run them one at a time.
+fn subscriber_id_prefix(session: SessionKind, scenario: Scenario, run_id: &str) -> String {
+    match session {
+        SessionKind::Clean => format!("sbb{run_id}"),
+        SessionKind::Persistent { .. } => format!("sbb-{}-", scenario.name()),
+    }
 }
 
 /// Waits for the publishers, then for the last copies (or the drain time),
@@ -581,6 +626,32 @@ mod tests {
         let tiny = Topology::new(Scenario::FanIn, 1000, 500, "p").unwrap();
         assert_eq!(tiny.window, 1, "never below one message");
         assert!(Topology::new(Scenario::Idle, 1, 1, "p").is_err());
+    }
+
+    #[test]
+    fn persistent_subscriber_ids_are_fixed_and_short() {
+        let persistent = SessionKind::Persistent { expiry_secs: 60 };
+        for run_id in ["0badcafe", "12345678"] {
+            assert_eq!(
+                subscriber_id_prefix(persistent, Scenario::FanOut, run_id),
+                "sbb-fan-out-"
+            );
+            assert_eq!(
+                subscriber_id_prefix(SessionKind::Clean, Scenario::FanOut, run_id),
+                format!("sbb{run_id}")
+            );
+        }
+        // MQTT guarantees client ids of 23 bytes ([MQTT-3.1.3-5]); the longest
+        // prefix leaves room for six-digit indexes.
+        for scenario in [
+            Scenario::FanIn,
+            Scenario::FanOut,
+            Scenario::Pairs,
+            Scenario::ReqResp,
+        ] {
+            let id = format!("{}s999999", subscriber_id_prefix(persistent, scenario, "x"));
+            assert!(id.len() <= 23, "{id}");
+        }
     }
 
     fn sender(sent_measured: u64, copies: u64, finished_ns: u64) -> ClientOutcome {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use switchboard_bench::BenchArgs;
-use switchboard_server::{ListenerKind, ListenerOptions, Server, ServerOptions};
+use switchboard_server::{Durability, ListenerKind, ListenerOptions, Server, ServerOptions};
 
 #[derive(Debug, Parser)]
 #[command(disable_help_flag = true)]
@@ -17,7 +17,12 @@ struct Wrapper {
 }
 
 async fn start_broker() -> switchboard_server::RunningServer {
+    start_broker_with(Durability::Memory).await
+}
+
+async fn start_broker_with(durability: Durability) -> switchboard_server::RunningServer {
     let mut options = ServerOptions {
+        durability,
         listeners: vec![ListenerOptions {
             name: "bench-test".into(),
             kind: ListenerKind::Tcp,
@@ -97,5 +102,59 @@ async fn closed_loop_count_run_delivers_exactly_the_count() {
     assert_eq!(report["received"], 300, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_fan_in_against_a_durable_broker_loses_nothing_and_leaves_no_session() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_broker_with(Durability::Sync {
+        data_dir: data_dir.path().to_owned(),
+    })
+    .await;
+    let port = server.local_addrs()[0].port().to_string();
+    // Twice, as the benchmark script does: the second run replaces the first's sessions.
+    for _ in 0..2 {
+        let reports = bench_json(&[
+            "fan-in",
+            "-p",
+            &port,
+            "-c",
+            "4",
+            "-q",
+            "1",
+            "-n",
+            "400",
+            "-d",
+            "5",
+            "--warmup",
+            "0",
+            "--persistent",
+            "--session-expiry",
+            "600",
+            "--json",
+        ])
+        .await;
+        let report = &reports[0];
+        assert_eq!(report["persistent_sessions"], true, "{report}");
+        assert_eq!(report["session_expiry_secs"], 600, "{report}");
+        assert_eq!(report["sent"], 400, "{report}");
+        assert_eq!(report["received"], 400, "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+        assert_eq!(report["duplicates"], 0, "{report}");
+        assert_eq!(report["refused"], 0, "{report}");
+        assert_eq!(report["foreign"], 0, "{report}");
+    }
+    // The run ends its sessions; the broker handles the last DISCONNECT on
+    // its own task, so wait for it (bounded).
+    let broker = server.broker();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while broker.session("sbb-fan-in-s0").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session was not ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
     server.shutdown().await;
 }

@@ -3,15 +3,17 @@
 //! expiry), behind one short-held mutex.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use switchboard_codec::{ProtocolVersion, Publish, SubscriptionOptions, Will};
 use switchboard_session::Session;
 use tokio::sync::{mpsc, Notify};
 
+use crate::budget::QueueBudget;
 use crate::Control;
 
 /// A compact, never reused handle for a session; the topic index stores these.
@@ -26,6 +28,8 @@ pub type SessionKey = u64;
 pub struct SessionEntry {
     pub(crate) key: SessionKey,
     pub(crate) client_id: Arc<str>,
+    /// Take it with [`SessionEntry::lock`], never directly: the guard keeps
+    /// the broker's count of queued bytes right.
     pub(crate) inner: Mutex<SessionInner>,
     /// Mirrors `session_expiry > 0` so routing can tell, without the lock, whether a
     /// message for this session must be made durable.
@@ -37,6 +41,47 @@ pub struct SessionEntry {
     /// filter and listings. A leaf lock: taken alone or under `inner`, never
     /// the other way round, and held only to read or replace the value.
     pub(crate) owner: Mutex<Owner>,
+    /// The broker's budget for queued bytes, which this session's queue is
+    /// part of (see the `budget` module).
+    budget: Arc<QueueBudget>,
+    /// This session's queued bytes as last settled into `budget`. Changed only
+    /// under `inner` (an atomic only so that the entry stays `Sync`).
+    settled: AtomicUsize,
+}
+
+/// The session lock, held: settles the session's queued bytes into the
+/// broker's budget when released, so that no call site that changes the
+/// queue can forget to.
+pub(crate) struct SessionGuard<'a> {
+    entry: &'a SessionEntry,
+    inner: MutexGuard<'a, SessionInner>,
+}
+
+impl Deref for SessionGuard<'_> {
+    type Target = SessionInner;
+
+    fn deref(&self) -> &SessionInner {
+        &self.inner
+    }
+}
+
+impl DerefMut for SessionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SessionInner {
+        &mut self.inner
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        self.entry.settle(self.inner.session.queued_bytes());
+    }
+}
+
+impl Drop for SessionEntry {
+    /// A session that goes away gives back whatever it still had settled.
+    fn drop(&mut self) {
+        self.budget.release(*self.settled.get_mut());
+    }
 }
 
 /// The user a session belongs to, for access control.
@@ -144,7 +189,15 @@ pub struct SessionInfo {
 }
 
 impl SessionEntry {
-    pub(crate) fn new(key: SessionKey, client_id: Arc<str>, inner: SessionInner) -> SessionEntry {
+    pub(crate) fn new(
+        key: SessionKey,
+        client_id: Arc<str>,
+        inner: SessionInner,
+        budget: Arc<QueueBudget>,
+    ) -> SessionEntry {
+        // A restored session arrives with its queue: it counts from the start.
+        let queued = inner.session.queued_bytes();
+        budget.settle(0, queued);
         SessionEntry {
             key,
             client_id,
@@ -152,7 +205,35 @@ impl SessionEntry {
             inner: Mutex::new(inner),
             notify: Notify::new(),
             owner: Mutex::new(Owner::Unknown),
+            budget,
+            settled: AtomicUsize::new(queued),
         }
+    }
+
+    /// Takes the session lock. Every access goes through here (not through
+    /// `inner` directly), so the queue's size is settled into the budget
+    /// whenever the lock is released.
+    pub(crate) fn lock(&self) -> SessionGuard<'_> {
+        SessionGuard {
+            entry: self,
+            inner: self.inner.lock(),
+        }
+    }
+
+    /// Records that the queue now holds `queued` bytes. Call with the lock held.
+    fn settle(&self, queued: usize) {
+        // Most lock sections leave the queue alone: one load, no write.
+        if self.settled.load(Ordering::Relaxed) != queued {
+            let settled = self.settled.swap(queued, Ordering::Relaxed);
+            self.budget.settle(settled, queued);
+        }
+    }
+
+    /// Counts `size` bytes, reserved in the budget for a delivery about to be
+    /// queued, as already settled: the settling at unlock then accounts for
+    /// what the session really did with it. Call with the lock held.
+    pub(crate) fn adopt_reservation(&self, size: usize) {
+        self.settled.fetch_add(size, Ordering::Relaxed);
     }
 
     /// Whether the session outlives its connection (session expiry > 0).
@@ -181,7 +262,7 @@ impl SessionEntry {
     /// connection; `None` if that connection was taken over or closed meanwhile.
     /// The closure runs under the session lock: keep it short and never await in it.
     pub fn with_session<R>(&self, generation: u64, f: impl FnOnce(&mut Session) -> R) -> Option<R> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         match &inner.connection {
             Some(attached) if attached.generation == generation => Some(f(&mut inner.session)),
             _ => None,
@@ -198,7 +279,7 @@ impl SessionEntry {
         out: &mut Vec<Publish>,
         journal: &mut Vec<switchboard_session::JournalEvent>,
     ) -> Option<switchboard_session::DropCounts> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         match &inner.connection {
             Some(attached) if attached.generation == generation => {}
             _ => return None,
@@ -216,7 +297,7 @@ impl SessionEntry {
     }
 
     pub fn counts(&self) -> SessionCounts {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         SessionCounts {
             queued: inner.session.queued_len(),
             queued_bytes: inner.session.queued_bytes(),
@@ -226,7 +307,7 @@ impl SessionEntry {
     }
 
     pub fn info(&self) -> SessionInfo {
-        let inner = self.inner.lock();
+        let inner = self.lock();
         let mut subscriptions: Vec<_> = inner
             .subscriptions
             .iter()

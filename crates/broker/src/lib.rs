@@ -11,6 +11,7 @@
 //! `registry` -> `index` / `retained` -> one `SessionEntry::inner` at a time.
 //! Routing takes `index` (read) and releases it before touching sessions.
 
+mod budget;
 mod entry;
 mod metrics;
 pub mod persist;
@@ -19,6 +20,8 @@ pub use recover::RestoreSummary;
 mod settings;
 mod sys;
 mod tap;
+#[cfg(test)]
+mod tests;
 pub use tap::{TapError, TapHandle, TapId, MAX_TAPS};
 
 use std::collections::{BTreeSet, HashMap};
@@ -165,6 +168,12 @@ impl Target {
 /// [`Broker::deliver_route`].
 pub struct Route {
     targets: Vec<Target>,
+    /// Persistent QoS 1/2 targets left out because the queue memory budget had
+    /// no room for the message (see [`Route::quota_exceeded`]).
+    refused_for_memory: u64,
+    /// A retained message the retained store's limits have no room for: it is
+    /// delivered but not retained.
+    retain_refused: bool,
 }
 
 impl Route {
@@ -183,6 +192,18 @@ impl Route {
         self.targets
             .iter()
             .any(|target| target.entry.is_persistent())
+    }
+
+    /// Whether the broker can carry out this publish only in part: a
+    /// persistent session that subscribed at QoS 1 or 2 cannot queue it (the
+    /// memory budget, `Settings::max_queued_bytes_total`, is reached for it),
+    /// or the retained store is full. The other targets still get it. A v5
+    /// publisher is told with PUBACK/PUBREC 0x97 (Quota exceeded); 3.x has no
+    /// way to say it. Decided when routing, so that what the publisher is told
+    /// is exactly what happens: a target left out here is never queued, and
+    /// a retained message refused here is never stored.
+    pub fn quota_exceeded(&self) -> bool {
+        self.refused_for_memory > 0 || self.retain_refused
     }
 }
 
@@ -210,6 +231,9 @@ pub struct Broker {
     next_generation: AtomicU64,
     next_message_id: AtomicU64,
     metrics: Metrics,
+    /// Queued bytes across all sessions and their bound (see the `budget`
+    /// module); every `SessionEntry` holds a handle to settle into.
+    budget: Arc<budget::QueueBudget>,
     started: Instant,
     /// The durable log; `None` in memory mode.
     store: Option<Arc<Store>>,
@@ -225,9 +249,30 @@ struct RetainedStore {
     bytes: usize,
 }
 
+impl RetainedStore {
+    /// The retained bytes after storing `message` (non-empty) in its topic,
+    /// or `None` if that breaks `max_retained_messages` or
+    /// `max_retained_bytes` (0 = unlimited).
+    fn bytes_after(&self, settings: &Settings, message: &Message) -> Option<usize> {
+        let replaced = self.tree.get(&message.topic).map(|old| old.size());
+        let count_after = self.tree.len() + usize::from(replaced.is_none());
+        let bytes_after = (self.bytes + message.size()).saturating_sub(replaced.unwrap_or(0));
+        let refused = (settings.max_retained_messages > 0
+            && count_after > settings.max_retained_messages)
+            || (settings.max_retained_bytes > 0 && bytes_after > settings.max_retained_bytes);
+        (!refused).then_some(bytes_after)
+    }
+
+    /// Whether storing `message` (non-empty) would be within the limits.
+    fn admits(&self, settings: &Settings, message: &Message) -> bool {
+        self.bytes_after(settings, message).is_some()
+    }
+}
+
 impl Broker {
     pub fn new(settings: Settings, now: Instant) -> Broker {
         Broker {
+            budget: Arc::new(budget::QueueBudget::new(settings.max_queued_bytes_total)),
             settings,
             registry: Mutex::new(Registry::default()),
             index: RwLock::new(TopicIndex::new()),
@@ -278,6 +323,14 @@ impl Broker {
     /// delivered: the message, a queue entry for each persistent target and the
     /// retained-store change. Returns false (and stages nothing) when nothing
     /// needs to be kept: memory mode, or no persistent target and no RETAIN.
+    ///
+    /// A retained message the retained store's limits refuse gets no
+    /// `Retain`, or it would come back after a restart although it was never
+    /// retained. The decision is the route's (`Route::retain_refused`, which
+    /// [`Broker::deliver_route`] follows too). A message the route admitted
+    /// can still be refused when it is delivered, if other retained messages
+    /// filled the store meanwhile (while this one was being written); its
+    /// `Retain` is then on disk although the topic kept its old value.
     pub fn stage_publish(
         &self,
         route: &Route,
@@ -288,10 +341,11 @@ impl Broker {
             return false;
         };
         let persistent_targets = route.has_persistent_target();
-        if !message.retain && !persistent_targets {
+        let clearing_retained = message.retain && message.payload.is_empty();
+        let retaining = message.retain && !route.retain_refused;
+        if !retaining && !persistent_targets {
             return false;
         }
-        let clearing_retained = message.retain && message.payload.is_empty();
         if !clearing_retained || persistent_targets {
             match store.message_record(message) {
                 Some(record) => records.push(record),
@@ -310,7 +364,7 @@ impl Broker {
                 });
             }
         }
-        if message.retain {
+        if retaining {
             records.push(if clearing_retained {
                 Record::RetainClear {
                     topic: message.topic.clone(),
@@ -455,7 +509,7 @@ impl Broker {
             let mut registry = self.registry.lock();
             let mut resumed = None;
             if let Some(old) = registry.by_client_id.get(&client_id).cloned() {
-                let mut inner = old.inner.lock();
+                let mut inner = old.lock();
                 // A session belongs to the user who made it: another user with the same
                 // client id starts clean instead of inheriting its queue and subscriptions.
                 let clean_start =
@@ -527,6 +581,7 @@ impl Broker {
                             ended: false,
                             recorded: false,
                         },
+                        self.budget.clone(),
                     ));
                     registry.by_client_id.insert(client_id, entry.clone());
                     registry.by_key.insert(key, entry.clone());
@@ -534,7 +589,7 @@ impl Broker {
                 }
             };
             let resend = {
-                let mut inner = entry.inner.lock();
+                let mut inner = entry.lock();
                 inner.version = version;
                 inner.session_expiry = session_expiry;
                 entry.set_persistent(session_expiry > 0);
@@ -607,7 +662,7 @@ impl Broker {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
-            let mut inner = entry.inner.lock();
+            let mut inner = entry.lock();
             match &inner.connection {
                 Some(attached) if attached.generation == generation => {}
                 _ => return,
@@ -789,7 +844,7 @@ impl Broker {
                 let Some(entry) = registry.by_key.get(&key).cloned() else {
                     continue;
                 };
-                let mut inner = entry.inner.lock();
+                let mut inner = entry.lock();
                 match kind {
                     TimerKind::WillDelay => {
                         if inner
@@ -896,7 +951,32 @@ impl Broker {
             }
             merged.push(target);
         }
-        Route { targets: merged }
+        let mut refused_for_memory = 0;
+        let size = message.size();
+        if !self.budget.has_room(size, budget::Tier::Offline) {
+            // Near the budget: a persistent QoS 1/2 target that cannot take the
+            // message is left out now, so the publisher can be told (0x97). The
+            // rest meet the same budget at delivery.
+            merged.retain(|target| {
+                if target.qos == QoS::AtMostOnce || !target.entry.is_persistent() {
+                    return true;
+                }
+                let connected = target.entry.lock().connection.is_some();
+                let fits = self
+                    .budget
+                    .has_room(size, budget::Tier::of(connected, target.qos));
+                refused_for_memory += u64::from(!fits);
+                fits
+            });
+        }
+        let retain_refused = message.retain
+            && !message.payload.is_empty()
+            && !self.retained.read().admits(&self.settings, message);
+        Route {
+            targets: merged,
+            refused_for_memory,
+            retain_refused,
+        }
     }
 
     /// Carries out a route: updates the retained store if the message carries
@@ -904,11 +984,22 @@ impl Broker {
     /// its connection. Returns the number of targets.
     pub fn deliver_route(&self, route: Route, message: SharedMessage, now: Instant) -> usize {
         if message.retain {
-            self.store_retained(&message);
+            if route.retain_refused {
+                Metrics::incr(&self.metrics.retained_refused);
+                tracing::warn!(topic = %message.topic, "retained store full; message not retained");
+            } else {
+                self.store_retained(&message);
+            }
         }
         self.taps.feed(&message);
+        Metrics::add(
+            &self.metrics.dropped_memory_budget,
+            route.refused_for_memory,
+        );
         if route.targets.is_empty() {
-            Metrics::incr(&self.metrics.dropped_no_subscribers);
+            if route.refused_for_memory == 0 {
+                Metrics::incr(&self.metrics.dropped_no_subscribers);
+            }
             return 0;
         }
         let count = route.targets.len();
@@ -969,32 +1060,66 @@ impl Broker {
         allowed
     }
 
+    /// Queues one delivery for `entry`: within the memory budget for its tier
+    /// (reserved before the session sees it; see the `budget` module), then
+    /// within the session's own bounds. A delivery that is not queued is
+    /// counted, and for a session in the durable store its staged `Enqueue`
+    /// is taken back, so that a restart does not bring back what was dropped.
     fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
-        let (outcome, attached, drops) = {
-            let mut inner = entry.inner.lock();
+        let (queued, attached, drops) = {
+            let mut inner = entry.lock();
             if inner.ended {
                 return;
             }
-            let outcome = inner.session.enqueue(delivery, now);
+            let attached = inner.connection.is_some();
+            let size = delivery.message.size();
+            let message_id = delivery.message.id;
+            let queued = if self
+                .budget
+                .try_reserve(size, budget::Tier::of(attached, delivery.qos))
+            {
+                // The settling when the lock is released accounts for what the
+                // session does with it (queued, dropped, room made by expiry).
+                entry.adopt_reservation(size);
+                inner.session.enqueue(delivery, now) == EnqueueOutcome::Queued
+            } else {
+                Metrics::incr(&self.metrics.dropped_memory_budget);
+                false
+            };
+            let mut records = Vec::new();
             if inner.session.is_journaling() {
-                let mut records = Vec::new();
                 self.drain_journal(entry, &mut inner, &mut records);
+            }
+            if !queued && inner.recorded {
+                records.push(Record::Dequeue {
+                    client_id: entry.client_id.to_string(),
+                    message_id,
+                });
+            }
+            if !records.is_empty() {
                 self.append_detached(records);
             }
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
-            (
-                outcome,
-                inner.connection.is_some(),
-                inner.session.take_drops(),
-            )
+            (queued, attached, inner.session.take_drops())
         };
         if !drops.is_empty() {
             self.metrics.record_drops(&drops);
         }
-        if outcome == EnqueueOutcome::Queued && attached {
+        if queued && attached {
             entry.notify.notify_one();
         }
+    }
+
+    /// Bytes queued across all sessions (messages not yet sent; see the
+    /// `budget` module for what is counted).
+    pub fn queued_bytes_total(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// `Settings::max_queued_bytes_total` (0 = unlimited).
+    pub fn queued_bytes_limit(&self) -> usize {
+        self.budget.limit()
     }
 
     /// Hands a shared-subscription delivery that its member left unacknowledged to
@@ -1062,19 +1187,11 @@ impl Broker {
             }
             return;
         }
-        let size = message.size();
-        let replaced = retained.tree.get(&message.topic).map(|old| old.size());
-        let count_after = retained.tree.len() + usize::from(replaced.is_none());
-        let bytes_after = retained.bytes + size - replaced.unwrap_or(0);
-        if (self.settings.max_retained_messages > 0
-            && count_after > self.settings.max_retained_messages)
-            || (self.settings.max_retained_bytes > 0
-                && bytes_after > self.settings.max_retained_bytes)
-        {
+        let Some(bytes_after) = retained.bytes_after(&self.settings, message) else {
             Metrics::incr(&self.metrics.retained_refused);
             tracing::warn!(topic = %message.topic, "retained store full; message not retained");
             return;
-        }
+        };
         retained.tree.insert(&message.topic, message.clone());
         retained.bytes = bytes_after;
     }
@@ -1138,7 +1255,7 @@ impl Broker {
         let mut retained_requests: Vec<(String, SubscriptionOptions)> = Vec::new();
         let mut index_inserts: Vec<(String, SubscriptionRecord)> = Vec::new();
         {
-            let mut inner = entry.inner.lock();
+            let mut inner = entry.lock();
             match &inner.connection {
                 Some(attached) if attached.generation == generation => {}
                 _ => return Err(ReasonCode::SESSION_TAKEN_OVER),
@@ -1293,7 +1410,7 @@ impl Broker {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         let mut removed = Vec::new();
         {
-            let mut inner = entry.inner.lock();
+            let mut inner = entry.lock();
             for filter in &unsubscribe.filters {
                 if inner.subscriptions.remove(filter.as_str()).is_some() {
                     if inner.recorded {
@@ -1349,7 +1466,7 @@ impl Broker {
         let Some(entry) = self.session(client_id) else {
             return false;
         };
-        let inner = entry.inner.lock();
+        let inner = entry.lock();
         match &inner.connection {
             Some(attached) => attached
                 .control
@@ -1368,7 +1485,7 @@ impl Broker {
             let Some(entry) = registry.by_client_id.get(client_id).cloned() else {
                 return false;
             };
-            let mut inner = entry.inner.lock();
+            let mut inner = entry.lock();
             if let Some(attached) = inner.connection.take() {
                 let _ = attached
                     .control
@@ -1391,7 +1508,7 @@ impl Broker {
     /// Asks every connection to close with `reason` (shutdown).
     pub fn disconnect_all(&self, reason: ReasonCode) {
         for entry in self.sessions() {
-            let inner = entry.inner.lock();
+            let inner = entry.lock();
             if let Some(attached) = &inner.connection {
                 let _ = attached.control.try_send(Control::Disconnect(reason));
             }
@@ -1425,7 +1542,7 @@ fn pick_member<'a>(
         if Some(key) == exclude {
             continue;
         }
-        if member.entry.inner.lock().connection.is_some() {
+        if member.entry.lock().connection.is_some() {
             return Some(member);
         }
         if fallback.is_none() {

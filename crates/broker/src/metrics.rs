@@ -34,7 +34,31 @@ pub struct Metrics {
     pub keep_alive_timeouts: AtomicU64,
     pub connect_timeouts: AtomicU64,
     pub takeovers: AtomicU64,
+    /// Connections closed at once because `max_connections` (global or the
+    /// listener's) was reached.
     pub connections_refused: AtomicU64,
+    /// Connections closed at once because their source address (IPv6: its
+    /// /64) opened connections faster than `connection_rate_per_address`.
+    pub connections_rate_limited: AtomicU64,
+    /// Failed `accept` calls (e.g. out of file descriptors), each followed by
+    /// a backoff.
+    pub accept_errors: AtomicU64,
+    /// Packets refused for exceeding `max_packet_size` (the connection is
+    /// closed; v5: DISCONNECT 0x95). Also counted in `protocol_errors`.
+    pub packets_too_large: AtomicU64,
+    /// PUBLISH packets whose topic name broke the topic limits (length,
+    /// levels) or rules; the connection is closed (v5: DISCONNECT 0x90).
+    pub topic_names_refused: AtomicU64,
+    /// Times a connection stopped reading because its client sent faster than
+    /// `client_message_rate` or `client_byte_rate`.
+    pub clients_throttled: AtomicU64,
+    /// Deliveries refused because queued messages across all sessions reached
+    /// `max_queued_bytes_total` (see the broker's `budget` module).
+    pub dropped_memory_budget: AtomicU64,
+    /// QoS 1/2 publishes the broker could only partly carry out: a persistent
+    /// session could not queue it (memory budget), or a retained message
+    /// could not be stored. v5 publishers get PUBACK/PUBREC 0x97.
+    pub publish_quota_exceeded: AtomicU64,
     pub wills_published: AtomicU64,
     pub sessions_expired: AtomicU64,
     /// CONNECTs refused by authentication or access control: bad user name

@@ -3,12 +3,20 @@
 //! The broker stays the source of truth while it runs; the log is a journal of
 //! what must survive a crash, in the form of idempotent [`Record`]s. A
 //! [`Store`] wraps the log with:
-//! - a mirror [`State`] that every appended record is applied to (under the
-//!   same lock as the append, so the mirror's order is the log's order); a
-//!   checkpoint writes the mirror as the new snapshot, which is how the log's
-//!   space is reclaimed;
+//! - checkpoints of the log's own state ([`Log::checkpoint_state`]): the log's
+//!   commit thread applies each batch to that state once it is written, so a
+//!   checkpoint writes exactly what the log holds, never records whose write
+//!   failed (a refused message cannot come back from a snapshot). This is how
+//!   the log's space is reclaimed;
 //! - a wall clock, because deadlines on disk are unix milliseconds (time spent
 //!   down counts) while the broker runs on `Instant`s.
+//!
+//! Two kinds of append: [`Store::append`] for records whose change the broker
+//! makes only once they are durable (it waits for the ticket and refuses on
+//! failure; a failed batch is then in neither the log nor its state), and
+//! [`Store::append_detached`] for changes already made that no client waits
+//! for (these reach the log's state even if their write fails, and the
+//! checkpoint the failure makes due writes them).
 //!
 //! What is recorded, and when the connection waits for it (see
 //! `docs/architecture.md`, "Durability"):
@@ -28,7 +36,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use switchboard_codec::{Publish, PublishProperties, QoS, Will};
 use switchboard_session::{JournalEvent, Message, SharedMessage};
 pub use switchboard_store::{
@@ -78,11 +85,10 @@ impl WallClock {
     }
 }
 
-/// The durable log plus its mirror state and clock.
+/// The durable log plus its clock.
 #[derive(Debug)]
 pub struct Store {
     log: Log,
-    mirror: Mutex<State>,
     clock: WallClock,
 }
 
@@ -92,7 +98,6 @@ impl Store {
         let (log, recovered) = Log::open(config)?;
         let store = Store {
             log,
-            mirror: Mutex::new(recovered.state.clone()),
             clock: WallClock::new(now),
         };
         Ok((store, recovered))
@@ -102,39 +107,40 @@ impl Store {
         &self.clock
     }
 
-    /// Appends records as one batch. The mirror is updated under the same lock,
-    /// so it sees records in log order. Never blocks on the disk.
+    /// Appends records as one batch, for a change the broker makes only once
+    /// it is durable: wait for the ticket, and refuse the change if it fails
+    /// (the records then reach neither the disk nor the log's state). Never
+    /// blocks on the disk.
     pub fn append(&self, records: Vec<Record>) -> Ticket {
-        let mut mirror = self.mirror.lock();
-        for record in &records {
-            mirror.apply(record);
-        }
         self.log.append(records)
     }
 
-    /// Appends without waiting for the outcome (state changes no client is
-    /// told about). A failure sets the log's "needs checkpoint" flag, and the
-    /// next checkpoint rewrites the whole state.
+    /// Appends without waiting for the outcome, for state changes the broker
+    /// has made already and no client is told about. If the write fails the
+    /// records still reach the log's state ([`Log::append_detached`]) and the
+    /// failure sets the log's "needs checkpoint" flag, so the next checkpoint
+    /// writes them.
     pub fn append_detached(&self, records: Vec<Record>) {
         if !records.is_empty() {
-            drop(self.append(records));
+            self.log.append_detached(records);
         }
+    }
+
+    /// Reads the log's state: what the records written so far rebuild (see
+    /// [`Log::with_state`]). Holds the state's lock while `read` runs, which
+    /// holds up the commit thread: keep `read` short.
+    pub fn with_state<R>(&self, read: impl FnOnce(&State) -> R) -> R {
+        self.log.with_state(read)
     }
 
     /// Writes a checkpoint if the log has grown past its policy (or after a
     /// write failure). Blocking: call from a blocking thread.
     pub fn maybe_checkpoint(&self) -> Result<Option<CheckpointReport>, StoreError> {
-        let live = self.mirror.lock().live_bytes();
+        let live = self.log.with_state(State::live_bytes);
         if !self.log.should_checkpoint(live) {
             return Ok(None);
         }
-        let checkpoint = self.log.begin_checkpoint()?;
-        let records: Vec<Record> = {
-            let mut mirror = self.mirror.lock();
-            mirror.drop_unreferenced();
-            mirror.records().collect()
-        };
-        checkpoint.write(records).map(Some)
+        self.log.checkpoint_state().map(Some)
     }
 
     /// Fsyncs everything written so far (blocking; for shutdown).
@@ -142,23 +148,42 @@ impl Store {
         self.log.sync()
     }
 
-    /// The message id a PUBLISH-stage outbound flow refers to, from the mirror.
+    /// The message id a PUBLISH-stage outbound flow refers to, from the log's
+    /// state: only records already written are there. See
+    /// [`Store::journal_records`] for why the lookup still finds the flows it
+    /// is asked about.
     fn outbound_message(&self, client_id: &str, packet_id: u16) -> Option<u64> {
-        let mirror = self.mirror.lock();
-        let found = mirror
-            .session(client_id)?
-            .outbound()
-            .find_map(|(id, stage)| match stage {
-                OutboundStage::Publish { message_id } if id == packet_id => Some(message_id),
-                _ => None,
-            });
-        found
+        self.log.with_state(|state| {
+            state
+                .session(client_id)?
+                .outbound()
+                .find_map(|(id, stage)| match stage {
+                    OutboundStage::Publish { message_id } if id == packet_id => Some(message_id),
+                    _ => None,
+                })
+        })
     }
 
     /// Converts a session's journal events into records. Returns true when one
     /// of them must be durable before the connection writes what follows (a
     /// QoS 2 PUBLISH: its packet id must survive a crash; a PUBREL: after it,
     /// a restart must not send the PUBLISH again).
+    ///
+    /// A `Released` event needs the message id of its flow, to write the
+    /// `Dequeue` with the `OutboundReleased`; it is looked up in the log's
+    /// state, which holds only written records. That finds it because the
+    /// `OutboundSent` of a QoS 2 flow is a barrier: the PUBLISH is held until
+    /// the batch holding `OutboundSent` is written, and the log applies a
+    /// batch to its state before completing its ticket, so the record is in
+    /// the state before the client can see the PUBLISH, let alone answer
+    /// PUBREC (a flow restored after a restart is in the recovered state).
+    /// The lookup misses only for a flow whose `OutboundSent` write failed:
+    /// the held PUBLISH then closed the connection, and the session resends
+    /// it (with DUP) on the next one without journaling it again. Then the
+    /// `Dequeue` is written later, with `Completed` (idempotent); until then
+    /// the log has the message both queued and released, and a crash in
+    /// between sends it again after the restart (see the design notes on
+    /// failed batches in `docs/architecture.md`).
     pub fn journal_records(
         &self,
         client_id: &str,
@@ -236,40 +261,6 @@ impl Store {
             }
         }
         barrier
-    }
-
-    /// Records that take back, in the log and the mirror, what a refused
-    /// append staged and nothing else undoes: a refused message is in no queue
-    /// (`Dequeue` for each `Enqueue`) and its inbound QoS 2 packet id is not
-    /// awaiting PUBREL (`InboundReleased` for each `InboundQos2`;
-    /// [MQTT-4.3.3-9]). Needed because the mirror applied the refused records
-    /// when they were appended, and a checkpoint writes the mirror.
-    ///
-    /// Not covered: a refused `Retain` stays in the mirror (what it replaced is
-    /// not known here), so a checkpoint written before the next retained message
-    /// on that topic keeps it.
-    pub fn refusal_records(records: &[Record]) -> Vec<Record> {
-        records
-            .iter()
-            .filter_map(|record| match record {
-                Record::Enqueue {
-                    client_id,
-                    message_id,
-                    ..
-                } => Some(Record::Dequeue {
-                    client_id: client_id.clone(),
-                    message_id: *message_id,
-                }),
-                Record::InboundQos2 {
-                    client_id,
-                    packet_id,
-                } => Some(Record::InboundReleased {
-                    client_id: client_id.clone(),
-                    packet_id: *packet_id,
-                }),
-                _ => None,
-            })
-            .collect()
     }
 
     /// The `Message` record of a message.

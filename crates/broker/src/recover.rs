@@ -249,6 +249,7 @@ impl Broker {
                     ended: false,
                     recorded: true,
                 },
+                broker.budget.clone(),
             ));
             for (filter, record) in subscriptions {
                 let mut subscriber = Subscriber {

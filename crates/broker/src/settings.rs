@@ -22,6 +22,9 @@ pub struct Settings {
     pub max_queued_messages: usize,
     /// Per-session queue bound, in bytes.
     pub max_queued_bytes: usize,
+    /// Bound on the bytes queued across all sessions (0 = unlimited); see the
+    /// `budget` module for who gives way first when it is reached.
+    pub max_queued_bytes_total: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_offline: bool,
     /// Cap on the session expiry interval a client may ask for; also the expiry of 3.1.1
@@ -58,6 +61,7 @@ impl Default for Settings {
             receive_maximum: 64,
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
+            max_queued_bytes_total: 0,
             queue_qos0_offline: false,
             max_session_expiry: 7 * 24 * 3600,
             max_keep_alive: 0,

@@ -18,7 +18,7 @@ pub(crate) fn publish(broker: &Broker, now: Instant) {
     let uptime = now.saturating_duration_since(broker.started()).as_secs();
     let connected = Metrics::get(&metrics.connections_current);
     let sessions = broker.session_count() as u64;
-    let values: [(&str, String); 12] = [
+    let values: [(&str, String); 13] = [
         ("$SYS/broker/version", VERSION.to_string()),
         ("$SYS/broker/uptime", format!("{uptime} seconds")),
         ("$SYS/broker/clients/connected", connected.to_string()),
@@ -60,8 +60,14 @@ pub(crate) fn publish(broker: &Broker, now: Instant) {
                 + Metrics::get(&metrics.dropped_queue_bytes_full)
                 + Metrics::get(&metrics.dropped_qos0_offline)
                 + Metrics::get(&metrics.dropped_expired)
-                + Metrics::get(&metrics.dropped_too_large))
+                + Metrics::get(&metrics.dropped_too_large)
+                + Metrics::get(&metrics.dropped_memory_budget))
             .to_string(),
+        ),
+        // Bytes of messages waiting in session queues (Mosquitto's name).
+        (
+            "$SYS/broker/store/messages/bytes",
+            broker.queued_bytes_total().to_string(),
         ),
     ];
     for (topic, value) in values {

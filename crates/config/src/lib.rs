@@ -19,8 +19,11 @@
 //!
 //! `--listen` (one or more addresses) replaces every `tcp` listener, from the
 //! file or the default, and keeps listeners of other kinds: it answers "where
-//! does plain MQTT listen", while TLS and WebSocket listeners carry settings
-//! a flag cannot.
+//! does plain MQTT listen". `--listen-tls`, `--listen-ws` and `--listen-wss`
+//! do the same for their kind; the listeners they make use the WebSocket
+//! path `/mqtt` and the certificate of `--cert` and `--key`, and verify no
+//! client certificates (that, and anything else a flag cannot carry, is for
+//! `[[listener]]` tables in the file).
 //!
 //! # Errors
 //!
@@ -57,6 +60,23 @@ pub struct Overrides {
     /// `--listen` / `SWITCHBOARD_LISTEN`: when not empty, replaces every `tcp`
     /// listener with one plain TCP listener per address; other kinds stay.
     pub listen: Vec<SocketAddr>,
+    /// `--listen-tls` / `SWITCHBOARD_LISTEN_TLS`: when not empty, replaces
+    /// every `tls` listener with one per address, using `cert_file` and
+    /// `key_file`; other kinds stay.
+    pub listen_tls: Vec<SocketAddr>,
+    /// `--listen-ws` / `SWITCHBOARD_LISTEN_WS`: when not empty, replaces
+    /// every `ws` listener with one per address, on the path `/mqtt`.
+    pub listen_ws: Vec<SocketAddr>,
+    /// `--listen-wss` / `SWITCHBOARD_LISTEN_WSS`: when not empty, replaces
+    /// every `wss` listener with one per address, on the path `/mqtt`, using
+    /// `cert_file` and `key_file`.
+    pub listen_wss: Vec<SocketAddr>,
+    /// `--cert` / `SWITCHBOARD_CERT`: the certificate chain (PEM) of the
+    /// listeners made by `listen_tls` and `listen_wss`, and only those.
+    pub cert_file: Option<PathBuf>,
+    /// `--key` / `SWITCHBOARD_KEY`: the private key (PEM) of the listeners
+    /// made by `listen_tls` and `listen_wss`, and only those.
+    pub key_file: Option<PathBuf>,
     /// `--data-dir` / `SWITCHBOARD_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
     /// `--log-level` / `SWITCHBOARD_LOG_LEVEL`.
@@ -81,6 +101,11 @@ pub struct Overrides {
     pub acl_file: Option<PathBuf>,
     /// `--allow-anonymous` / `SWITCHBOARD_ALLOW_ANONYMOUS`.
     pub allow_anonymous: Option<bool>,
+    /// `--http` / `SWITCHBOARD_HTTP`: the HTTP listener's address (and turns
+    /// it on).
+    pub http_address: Option<SocketAddr>,
+    /// `--no-http`: `Some(false)` turns the HTTP listener off.
+    pub http_enabled: Option<bool>,
 }
 
 impl Config {
@@ -191,3 +216,6 @@ fn sort_for_reading(errors: &mut [ConfigError], file_origin: Option<&str>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod listener_tests;

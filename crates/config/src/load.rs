@@ -26,9 +26,21 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "session",
     "mqtt",
     "auth",
+    "http",
 ];
 /// Keys accepted in a `[[listener]]` table.
-pub(crate) const LISTENER_KEYS: &[&str] = &["kind", "address", "name", "max_connections"];
+pub(crate) const LISTENER_KEYS: &[&str] = &[
+    "kind",
+    "address",
+    "name",
+    "max_connections",
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "require_client_cert",
+    "use_subject_as_username",
+    "path",
+];
 /// Keys accepted in `[limits]`.
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "max_connections",
@@ -44,6 +56,11 @@ pub(crate) const LIMITS_KEYS: &[&str] = &[
     "max_retained_bytes",
     "max_client_id_length",
     "max_retained_per_subscribe",
+    "connection_rate_per_address",
+    "connection_burst_per_address",
+    "client_message_rate",
+    "client_byte_rate",
+    "max_queued_bytes_total",
 ];
 /// Keys accepted in `[session]`.
 pub(crate) const SESSION_KEYS: &[&str] = &[
@@ -63,6 +80,16 @@ pub(crate) const AUTH_KEYS: &[&str] = &[
     "failed_login_delay_secs",
     "failed_login_max_delay_secs",
     "failed_login_max_addresses",
+];
+/// Keys accepted in `[http]`.
+pub(crate) const HTTP_KEYS: &[&str] = &[
+    "enabled",
+    "address",
+    "allow_anonymous",
+    "tokens",
+    "token_file",
+    "admin_user",
+    "admin_password_hash",
 ];
 /// Keys accepted in `[mqtt]`.
 pub(crate) const MQTT_KEYS: &[&str] = &[
@@ -100,6 +127,9 @@ pub(crate) struct Sources {
     /// True when the file could not be used at all (unreadable or not TOML):
     /// checks across settings are skipped, as the file would have set some.
     pub(crate) file_unusable: bool,
+    /// `--cert` or `--key` was given without `--listen-tls` or
+    /// `--listen-wss`, the only listeners they apply to.
+    pub(crate) unused_certificate_flags: bool,
 }
 
 impl Sources {
@@ -112,6 +142,7 @@ impl Sources {
             failed: HashSet::new(),
             listener_labels: Vec::new(),
             file_unusable: false,
+            unused_certificate_flags: false,
         }
     }
 
@@ -254,6 +285,7 @@ impl<'a> Reader<'a> {
                 "session" => self.read_session(entry, config),
                 "mqtt" => self.read_mqtt(entry, config),
                 "auth" => self.read_auth(entry, config),
+                "http" => self.read_http(entry, config),
                 _ => self.unknown(entry, "the top level", ROOT_KEYS),
             }
         }
@@ -294,6 +326,19 @@ impl<'a> Reader<'a> {
                 }
                 "max_retained_per_subscribe" => {
                     self.unsigned(entry, path, &mut limits.max_retained_per_subscribe);
+                }
+                "connection_rate_per_address" => {
+                    self.unsigned(entry, path, &mut limits.connection_rate_per_address);
+                }
+                "connection_burst_per_address" => {
+                    self.unsigned(entry, path, &mut limits.connection_burst_per_address);
+                }
+                "client_message_rate" => {
+                    self.unsigned(entry, path, &mut limits.client_message_rate);
+                }
+                "client_byte_rate" => self.unsigned(entry, path, &mut limits.client_byte_rate),
+                "max_queued_bytes_total" => {
+                    self.unsigned(entry, path, &mut limits.max_queued_bytes_total);
                 }
                 _ => self.unknown(entry, "[limits]", LIMITS_KEYS),
             }
@@ -400,6 +445,53 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn read_http(&mut self, section: &Entry, config: &mut Config) {
+        let Some(entries) = self.table(section, "http") else {
+            return;
+        };
+        let http = &mut config.http;
+        for entry in entries {
+            let path = format!("http.{}", entry.key);
+            let path = path.as_str();
+            match entry.key.as_str() {
+                "enabled" => self.boolean(entry, path, &mut http.enabled),
+                "address" => {
+                    if let Some(address) = self.address(entry, path) {
+                        http.address = address;
+                    }
+                }
+                "allow_anonymous" => match entry.node.value {
+                    Value::Boolean(allow) => {
+                        http.allow_anonymous = Some(allow);
+                        self.read_ok(path, entry);
+                    }
+                    _ => self.wrong_type(entry, path, "a boolean (true or false)"),
+                },
+                "tokens" => {
+                    if let Some(tokens) = self.strings(entry, path) {
+                        http.tokens = tokens;
+                    }
+                }
+                "token_file" => {
+                    if let Some(text) = self.string(entry, path) {
+                        http.token_file = Some(PathBuf::from(text));
+                    }
+                }
+                "admin_user" => {
+                    if let Some(text) = self.string(entry, path) {
+                        http.admin_user = Some(text);
+                    }
+                }
+                "admin_password_hash" => {
+                    if let Some(text) = self.string(entry, path) {
+                        http.admin_password_hash = Some(text);
+                    }
+                }
+                _ => self.unknown(entry, "[http]", HTTP_KEYS),
+            }
+        }
+    }
+
     /// `[[listener]]`: when present at all, the file's list replaces the
     /// default listener. An entry with a problem is reported and left out.
     fn read_listeners(&mut self, section: &Entry, config: &mut Config) {
@@ -445,6 +537,8 @@ impl<'a> Reader<'a> {
         let mut address = None;
         let mut name = None;
         let mut max_connections = None;
+        // The transport settings, read into a default listener.
+        let mut transport = ListenerConfig::default();
         let errors_before = self.errors.len();
         for entry in entries {
             let path = format!("{label}.{}", entry.key);
@@ -454,6 +548,18 @@ impl<'a> Reader<'a> {
                 "address" => address = self.address(entry, path),
                 "name" => name = self.string(entry, path),
                 "max_connections" => max_connections = self.integer(entry, path),
+                "cert_file" => transport.cert_file = self.string(entry, path).map(PathBuf::from),
+                "key_file" => transport.key_file = self.string(entry, path).map(PathBuf::from),
+                "client_ca_file" => {
+                    transport.client_ca_file = self.string(entry, path).map(PathBuf::from);
+                }
+                "require_client_cert" => {
+                    self.boolean(entry, path, &mut transport.require_client_cert);
+                }
+                "use_subject_as_username" => {
+                    self.boolean(entry, path, &mut transport.use_subject_as_username);
+                }
+                "path" => transport.path = self.string(entry, path),
                 _ => self.unknown(entry, label, LISTENER_KEYS),
             }
         }
@@ -474,6 +580,7 @@ impl<'a> Reader<'a> {
             address: address?,
             name,
             max_connections,
+            ..transport
         })
     }
 
@@ -526,6 +633,26 @@ impl<'a> Reader<'a> {
             }
             _ => self.wrong_type(entry, path, "a boolean (true or false)"),
         }
+    }
+
+    /// An array of strings (an empty array included).
+    fn strings(&mut self, entry: &Entry, path: &str) -> Option<Vec<String>> {
+        let Value::Array(items) = &entry.node.value else {
+            self.wrong_type(entry, path, "an array of strings");
+            return None;
+        };
+        let mut strings = Vec::with_capacity(items.len());
+        for item in items {
+            match &item.value {
+                Value::String(text) => strings.push(text.clone()),
+                _ => {
+                    self.wrong_type(entry, path, "an array of strings");
+                    return None;
+                }
+            }
+        }
+        self.read_ok(path, entry);
+        Some(strings)
     }
 
     fn string(&mut self, entry: &Entry, path: &str) -> Option<String> {
@@ -599,27 +726,24 @@ const ADDRESS_EXPECTED: &str =
 /// `--listen` replaces every `tcp` listener (from the file or the default)
 /// and keeps the others: the flag answers "where does plain MQTT listen",
 /// while TLS and WebSocket listeners need settings a flag cannot carry.
+/// `--listen-tls`, `--listen-ws` and `--listen-wss` do the same for their
+/// kind, with `--cert` and `--key` for the TLS ones.
 pub(crate) fn apply_overrides(config: &mut Config, overrides: &Overrides, sources: &mut Sources) {
-    if !overrides.listen.is_empty() {
-        let labels = std::mem::take(&mut sources.listener_labels);
-        let (kept, kept_labels): (Vec<_>, Vec<_>) = std::mem::take(&mut config.listeners)
-            .into_iter()
-            .zip(labels)
-            .filter(|(listener, _)| listener.kind != ListenerKind::Tcp)
-            .unzip();
-        config.listeners = kept;
-        sources.listener_labels = kept_labels;
-        for (index, address) in overrides.listen.iter().enumerate() {
-            let label = format!("listen[{index}]");
-            sources.set_overridden(&format!("{label}.address"));
-            config.listeners.push(ListenerConfig::tcp(*address));
-            sources.listener_labels.push(label);
+    let flag_listeners = [
+        (ListenerKind::Tcp, "listen", &overrides.listen),
+        (ListenerKind::Tls, "listen_tls", &overrides.listen_tls),
+        (ListenerKind::Ws, "listen_ws", &overrides.listen_ws),
+        (ListenerKind::Wss, "listen_wss", &overrides.listen_wss),
+    ];
+    for (kind, flag, addresses) in flag_listeners {
+        if !addresses.is_empty() {
+            replace_listeners(config, sources, kind, flag, addresses, overrides);
         }
-        // The flag's list stands on its own: entries refused in the file
-        // (all tcp or not) no longer excuse an empty list.
-        sources.failed.remove("listener");
-        sources.set_overridden("listener");
     }
+    sources.unused_certificate_flags = (overrides.cert_file.is_some()
+        || overrides.key_file.is_some())
+        && overrides.listen_tls.is_empty()
+        && overrides.listen_wss.is_empty();
     if let Some(data_dir) = &overrides.data_dir {
         config.data_dir.clone_from(data_dir);
         sources.set_overridden("data_dir");
@@ -664,10 +788,60 @@ pub(crate) fn apply_overrides(config: &mut Config, overrides: &Overrides, source
         config.auth.acl_file = Some(path.clone());
         sources.set_overridden("auth.acl_file");
     }
+    if let Some(address) = overrides.http_address {
+        config.http.address = address;
+        config.http.enabled = true;
+        sources.set_overridden("http.address");
+        sources.set_overridden("http.enabled");
+    }
+    if let Some(enabled) = overrides.http_enabled {
+        config.http.enabled = enabled;
+        sources.set_overridden("http.enabled");
+    }
     if let Some(allow) = overrides.allow_anonymous {
         config.auth.allow_anonymous = Some(allow);
         sources.set_overridden("auth.allow_anonymous");
     }
+}
+
+/// Replaces every listener of `kind` with one per address from the flag
+/// `flag` (labelled `flag[i]` in messages).
+fn replace_listeners(
+    config: &mut Config,
+    sources: &mut Sources,
+    kind: ListenerKind,
+    flag: &str,
+    addresses: &[SocketAddr],
+    overrides: &Overrides,
+) {
+    let labels = std::mem::take(&mut sources.listener_labels);
+    let (kept, kept_labels): (Vec<_>, Vec<_>) = std::mem::take(&mut config.listeners)
+        .into_iter()
+        .zip(labels)
+        .filter(|(listener, _)| listener.kind != kind)
+        .unzip();
+    config.listeners = kept;
+    sources.listener_labels = kept_labels;
+    for (index, address) in addresses.iter().enumerate() {
+        let label = format!("{flag}[{index}]");
+        sources.set_overridden(&format!("{label}.address"));
+        let mut listener = ListenerConfig {
+            kind,
+            ..ListenerConfig::tcp(*address)
+        };
+        if kind.uses_tls() {
+            listener.cert_file.clone_from(&overrides.cert_file);
+            listener.key_file.clone_from(&overrides.key_file);
+            sources.set_overridden(&format!("{label}.cert_file"));
+            sources.set_overridden(&format!("{label}.key_file"));
+        }
+        config.listeners.push(listener);
+        sources.listener_labels.push(label);
+    }
+    // The flag's list stands on its own: entries refused in the file (of
+    // its kind or not) no longer excuse an empty list.
+    sources.failed.remove("listener");
+    sources.set_overridden("listener");
 }
 
 /// The known key closest to a misspelt one, when close enough to be a typo.

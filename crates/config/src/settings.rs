@@ -18,12 +18,22 @@ use serde::Serialize;
 // config test fails until switchboard.example.toml says the same.
 // ---------------------------------------------------------------------------
 
-/// Plain TCP, because it is the one transport the server implements today.
+/// Plain TCP: it needs no certificate, and the default listener is on
+/// loopback, where TLS would protect nothing.
 pub const DEFAULT_LISTENER_KIND: ListenerKind = ListenerKind::Tcp;
 /// Loopback on the IANA MQTT port: a fresh install with no authentication
 /// configured must not be reachable from the network until someone says so.
 pub const DEFAULT_LISTENER_ADDRESS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
+/// The path MQTT-over-WebSocket clients (browser libraries, `mqtt.js`,
+/// Paho) use unless told otherwise.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+/// With a `client_ca_file` alone, clients choose: a certificate they present
+/// is verified, and those without one log in with a password as usual.
+pub const DEFAULT_REQUIRE_CLIENT_CERT: bool = false;
+/// User names come from CONNECT, checked against the password file, unless
+/// the operator decides that certificates identify clients.
+pub const DEFAULT_USE_SUBJECT_AS_USERNAME: bool = false;
 /// Relative to the working directory so a first run needs no privileges and
 /// no system directory.
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
@@ -77,6 +87,21 @@ pub const DEFAULT_MAX_CLIENT_ID_LENGTH: u16 = 256;
 /// A subscription to `#` would otherwise send the whole retained store in one
 /// burst to one client.
 pub const DEFAULT_MAX_RETAINED_PER_SUBSCRIBE: usize = 1000;
+/// Off: many devices behind one NAT share an address, and the default
+/// listener is on loopback. Turn it on for listeners that face the Internet.
+pub const DEFAULT_CONNECTION_RATE_PER_ADDRESS: u32 = 0;
+/// Once the rate is on: a client, or a few behind one NAT, reconnect at once
+/// after a network blip, while a script opening thousands is held to the rate.
+pub const DEFAULT_CONNECTION_BURST_PER_ADDRESS: u32 = 20;
+/// Unlimited: rates differ by orders of magnitude between deployments, and the
+/// queue and in-flight bounds cap memory whatever a client sends.
+pub const DEFAULT_CLIENT_MESSAGE_RATE: u32 = 0;
+/// Unlimited, for the same reason as the message rate.
+pub const DEFAULT_CLIENT_BYTE_RATE: u64 = 0;
+/// The per-session bound times the connection limit (16 MiB x 10,000) is far
+/// more than a server has; one GiB across all queues fits a small one, and is
+/// a cap, not a reservation.
+pub const DEFAULT_MAX_QUEUED_BYTES_TOTAL: usize = 1024 * 1024 * 1024;
 
 /// Seven days outlasts a device switched off over a long weekend or a week's
 /// holiday; a client that never returns would otherwise keep its queue forever.
@@ -121,6 +146,17 @@ pub const DEFAULT_FAILED_LOGIN_MAX_DELAY_SECS: u64 = 30;
 /// Ten thousand tracked addresses cost well under a megabyte; beyond that
 /// the address whose last failure is oldest is forgotten.
 pub const DEFAULT_FAILED_LOGIN_MAX_ADDRESSES: usize = 10_000;
+
+/// The console, API and metrics are how an operator sees the broker; bound
+/// to loopback they are safe to run by default.
+pub const DEFAULT_HTTP_ENABLED: bool = true;
+/// Loopback on the usual alternative HTTP port: the console can disconnect
+/// clients and read every message, so it must not face the network until
+/// someone gives it credentials.
+pub const DEFAULT_HTTP_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// API tokens shorter than this are refused: a token is the whole secret,
+/// and sixteen random characters are beyond guessing over HTTP.
+pub const MIN_HTTP_TOKEN_LENGTH: usize = 16;
 
 // ---------------------------------------------------------------------------
 // Hard bounds: values outside these are refused, whatever their source.
@@ -225,20 +261,31 @@ macro_rules! choice {
     };
 }
 
-/// The transport a listener speaks. All four are accepted here so that a
-/// config written for a later server still parses; the server refuses, at
-/// start, the kinds it does not implement yet.
+/// The transport a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// MQTT over plain TCP.
     Tcp,
-    /// MQTT over TLS (reserved).
+    /// MQTT over TLS; needs `cert_file` and `key_file`.
     Tls,
-    /// MQTT over WebSocket (reserved).
+    /// MQTT over WebSocket, upgraded from HTTP on `path`.
     Ws,
-    /// MQTT over WebSocket over TLS (reserved).
+    /// MQTT over WebSocket over TLS; needs `cert_file` and `key_file`.
     Wss,
+}
+
+impl ListenerKind {
+    /// Whether the transport is TLS (`tls`, `wss`), so the listener needs a
+    /// certificate and may verify client certificates.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Whether the transport is WebSocket (`ws`, `wss`), so `path` applies.
+    pub fn uses_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
 }
 
 choice!(ListenerKind { "tcp" => Tcp, "tls" => Tls, "ws" => Ws, "wss" => Wss });
@@ -277,6 +324,36 @@ pub struct ListenerConfig {
     /// `limits.max_connections`; `None` means only the global cap applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// `tls` and `wss`: the certificate chain (PEM, server certificate
+    /// first). Required for those kinds, refused for the others. Reloaded on
+    /// SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// `tls` and `wss`: the certificate's private key (PEM). Required for
+    /// those kinds, refused for the others. Reloaded on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// `tls` and `wss`: CA certificates (PEM) that client certificates are
+    /// verified against; `None` asks clients for no certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// `tls` and `wss`: refuse clients without a valid certificate. Needs
+    /// `client_ca_file`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub require_client_cert: bool,
+    /// `tls` and `wss`: the client certificate's subject common name (CN) is
+    /// the user name, and the certificate replaces the password check. Needs
+    /// `require_client_cert`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub use_subject_as_username: bool,
+    /// `ws` and `wss`: the HTTP path clients upgrade on; `None` means
+    /// [`DEFAULT_WS_PATH`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl ListenerConfig {
@@ -285,9 +362,13 @@ impl ListenerConfig {
         Self {
             kind: ListenerKind::Tcp,
             address,
-            name: None,
-            max_connections: None,
+            ..Self::default()
         }
+    }
+
+    /// The WebSocket path: `path`, or [`DEFAULT_WS_PATH`].
+    pub fn ws_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_WS_PATH)
     }
 }
 
@@ -298,6 +379,12 @@ impl Default for ListenerConfig {
             address: DEFAULT_LISTENER_ADDRESS,
             name: None,
             max_connections: None,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            require_client_cert: DEFAULT_REQUIRE_CLIENT_CERT,
+            use_subject_as_username: DEFAULT_USE_SUBJECT_AS_USERNAME,
+            path: None,
         }
     }
 }
@@ -341,6 +428,23 @@ pub struct LimitsConfig {
     pub max_client_id_length: u16,
     /// Retained messages delivered in answer to one SUBSCRIBE; at least 1.
     pub max_retained_per_subscribe: usize,
+    /// New connections per second from one source address (IPv6: one /64),
+    /// over all listeners; 0 = unlimited. Beyond it sockets are closed at once.
+    pub connection_rate_per_address: u32,
+    /// Connections one source address may open at once before its rate
+    /// applies; at least 1.
+    pub connection_burst_per_address: u32,
+    /// PUBLISH packets per second one client may send (a burst of one
+    /// second's worth); 0 = unlimited. Beyond it the broker stops reading
+    /// from the client until it is back within the rate.
+    pub client_message_rate: u32,
+    /// Bytes per second one client may send (a burst of one second's worth);
+    /// 0 = unlimited. Enforced like `client_message_rate`.
+    pub client_byte_rate: u64,
+    /// Bytes queued across all sessions; 0 = unlimited, otherwise at least
+    /// `max_queued_bytes`. Offline sessions stop getting new messages at
+    /// three quarters of it, QoS 0 for connected ones at seven eighths.
+    pub max_queued_bytes_total: usize,
 }
 
 impl LimitsConfig {
@@ -366,6 +470,11 @@ impl Default for LimitsConfig {
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             max_client_id_length: DEFAULT_MAX_CLIENT_ID_LENGTH,
             max_retained_per_subscribe: DEFAULT_MAX_RETAINED_PER_SUBSCRIBE,
+            connection_rate_per_address: DEFAULT_CONNECTION_RATE_PER_ADDRESS,
+            connection_burst_per_address: DEFAULT_CONNECTION_BURST_PER_ADDRESS,
+            client_message_rate: DEFAULT_CLIENT_MESSAGE_RATE,
+            client_byte_rate: DEFAULT_CLIENT_BYTE_RATE,
+            max_queued_bytes_total: DEFAULT_MAX_QUEUED_BYTES_TOTAL,
         }
     }
 }
@@ -484,6 +593,59 @@ impl Default for AuthConfig {
     }
 }
 
+/// `[http]`: the web console, the JSON API, Prometheus metrics and the
+/// health probes, on one HTTP listener. Who may use them is described in
+/// the `switchboard-console` crate and the README.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpConfig {
+    /// Whether the HTTP listener runs at all.
+    pub enabled: bool,
+    /// An IP address and port. Any address but loopback needs credentials
+    /// (`tokens`, `token_file` or the admin user).
+    pub address: SocketAddr,
+    /// Whether requests without credentials are served. `None`: only on a
+    /// loopback address; `true` is refused on any other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    /// API tokens (`Authorization: Bearer TOKEN`), each at least
+    /// [`MIN_HTTP_TOKEN_LENGTH`] characters without white space.
+    pub tokens: Vec<String>,
+    /// More tokens, one per line, read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// The admin user of the console's login form and HTTP basic auth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_user: Option<String>,
+    /// The admin's password as an argon2id PHC string (`$argon2id$v=19$...`,
+    /// as `switchboard passwd` writes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password_hash: Option<String>,
+}
+
+impl HttpConfig {
+    /// Whether any credential is configured (a token, a token file or the
+    /// admin user with a hash).
+    pub fn has_credentials(&self) -> bool {
+        !self.tokens.is_empty()
+            || self.token_file.is_some()
+            || (self.admin_user.is_some() && self.admin_password_hash.is_some())
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_HTTP_ENABLED,
+            address: DEFAULT_HTTP_ADDRESS,
+            allow_anonymous: None,
+            tokens: Vec::new(),
+            token_file: None,
+            admin_user: None,
+            admin_password_hash: None,
+        }
+    }
+}
+
 /// The broker's whole configuration, fully resolved: every layer applied and
 /// every value validated (when it came from [`Config::load`] or
 /// [`Config::from_toml_str`]).
@@ -513,6 +675,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[auth]`.
     pub auth: AuthConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -534,6 +698,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             mqtt: MqttConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }

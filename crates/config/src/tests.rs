@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::*;
-use crate::load::{AUTH_KEYS, LIMITS_KEYS, LISTENER_KEYS, MQTT_KEYS, ROOT_KEYS, SESSION_KEYS};
+use crate::load::{
+    AUTH_KEYS, HTTP_KEYS, LIMITS_KEYS, LISTENER_KEYS, MQTT_KEYS, ROOT_KEYS, SESSION_KEYS,
+};
 use crate::tree::{self, Entry, Value};
 
 const EXAMPLE: &str = include_str!("../../../switchboard.example.toml");
@@ -45,7 +47,12 @@ fn key_paths(text: &str) -> BTreeSet<String> {
             };
             match &entry.node.value {
                 Value::Table(children) => walk(&path, children, paths),
-                Value::Array(items) => {
+                Value::Array(items)
+                    if !items.is_empty()
+                        && items
+                            .iter()
+                            .all(|item| matches!(item.value, Value::Table(_))) =>
+                {
                     for (index, item) in items.iter().enumerate() {
                         if let Value::Table(children) = &item.value {
                             walk(&format!("{path}[{index}]"), children, paths);
@@ -130,9 +137,20 @@ fn known_key_lists_match_the_structs() {
     let mut config = Config::default();
     config.listeners[0].name = Some("a".into());
     config.listeners[0].max_connections = Some(1);
+    config.listeners[0].cert_file = Some(PathBuf::from("c"));
+    config.listeners[0].key_file = Some(PathBuf::from("k"));
+    config.listeners[0].client_ca_file = Some(PathBuf::from("ca"));
+    config.listeners[0].require_client_cert = true;
+    config.listeners[0].use_subject_as_username = true;
+    config.listeners[0].path = Some("/p".into());
     config.auth.password_file = Some(PathBuf::from("p"));
     config.auth.acl_file = Some(PathBuf::from("a"));
     config.auth.allow_anonymous = Some(true);
+    config.http.allow_anonymous = Some(false);
+    config.http.tokens = vec!["0123456789abcdef".into()];
+    config.http.token_file = Some(PathBuf::from("t"));
+    config.http.admin_user = Some("admin".into());
+    config.http.admin_password_hash = Some("$argon2id$x".into());
     let paths = key_paths(&toml::to_string(&config).unwrap());
     let section = |prefix: &str| -> BTreeSet<String> {
         paths
@@ -147,6 +165,7 @@ fn known_key_lists_match_the_structs() {
     assert_eq!(section("session."), owned(SESSION_KEYS));
     assert_eq!(section("mqtt."), owned(MQTT_KEYS));
     assert_eq!(section("auth."), owned(AUTH_KEYS));
+    assert_eq!(section("http."), owned(HTTP_KEYS));
     assert_eq!(section("listener[0]."), owned(LISTENER_KEYS));
     let roots: BTreeSet<String> = paths
         .iter()
@@ -157,6 +176,13 @@ fn known_key_lists_match_the_structs() {
 
 #[test]
 fn serialized_config_reads_back_equal() {
+    // Validation checks that certificate files exist.
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "pem").unwrap();
+        Some(path)
+    };
     let mut config = Config {
         data_dir: PathBuf::from("/var/lib/switchboard"),
         durability: Durability::Periodic,
@@ -169,6 +195,12 @@ fn serialized_config_reads_back_equal() {
                 address: address("[::]:8084"),
                 name: Some("web".into()),
                 max_connections: Some(500),
+                cert_file: file("cert.pem"),
+                key_file: file("key.pem"),
+                client_ca_file: file("ca.pem"),
+                require_client_cert: true,
+                use_subject_as_username: true,
+                path: Some("/ws/mqtt".into()),
             },
         ],
         ..Config::default()
@@ -590,6 +622,40 @@ fn a_refused_value_causes_no_follow_on_clash() {
 }
 
 #[test]
+fn rate_limits_and_the_queue_budget_parse_and_are_checked() {
+    let config = parse(
+        "[limits]\nconnection_rate_per_address = 5\nconnection_burst_per_address = 10\n\
+         client_message_rate = 100\nclient_byte_rate = 1_000_000\n\
+         max_queued_bytes_total = 0\n",
+    )
+    .unwrap();
+    assert_eq!(config.limits.connection_rate_per_address, 5);
+    assert_eq!(config.limits.connection_burst_per_address, 10);
+    assert_eq!(config.limits.client_message_rate, 100);
+    assert_eq!(config.limits.client_byte_rate, 1_000_000);
+    assert_eq!(config.limits.max_queued_bytes_total, 0, "0 = unlimited");
+    // A burst of 0 would refuse every connection.
+    let error = single_error("[limits]\nconnection_burst_per_address = 0\n");
+    assert_eq!(line_of(&error), 2);
+    assert!(
+        error
+            .to_string()
+            .contains("connection_rate_per_address = 0"),
+        "{error}"
+    );
+    // The total must hold one full session queue; equal is enough.
+    let error = single_error(
+        "[limits]\nmax_queued_bytes = 2_000_000\nmax_queued_bytes_total = 1_999_999\n",
+    );
+    assert!(
+        matches!(&error.problem, Problem::Conflict { message } if message.starts_with("`limits.max_queued_bytes_total` = 1999999")),
+        "{error}"
+    );
+    assert_eq!(line_of(&error), 3);
+    parse("[limits]\nmax_queued_bytes = 2_000_000\nmax_queued_bytes_total = 2_000_000\n").unwrap();
+}
+
+#[test]
 fn choices_are_checked() {
     let error = single_error("[[listener]]\nkind = \"quic\"\naddress = \"127.0.0.1:1883\"\n");
     assert_eq!(line_of(&error), 2);
@@ -617,22 +683,34 @@ fn choices_are_checked() {
 }
 
 #[test]
-fn reserved_listener_kinds_parse() {
-    let config = parse(
+fn every_listener_kind_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "pem").unwrap();
+    std::fs::write(&key, "pem").unwrap();
+    let files = format!(
+        "cert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let config = parse(&format!(
         "\
 [[listener]]
 kind = \"tls\"
 address = \"0.0.0.0:8883\"
+{files}
 [[listener]]
 kind = \"ws\"
-address = \"0.0.0.0:8080\"
+address = \"0.0.0.0:8083\"
 [[listener]]
 kind = \"wss\"
 address = \"0.0.0.0:8084\"
+{files}
 [auth]
 allow_anonymous = true
 ",
-    )
+    ))
     .unwrap();
     let kinds: Vec<ListenerKind> = config
         .listeners
@@ -659,6 +737,7 @@ fn listener_kind_defaults_to_tcp_and_optional_fields_parse() {
             address: address("10.0.0.1:1883"),
             name: Some("inside".into()),
             max_connections: Some(50),
+            ..ListenerConfig::default()
         }]
     );
 }
@@ -821,6 +900,11 @@ fn overrides_win_over_the_file_which_wins_over_defaults() {
 
 #[test]
 fn every_override_field_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "pem").unwrap();
+    std::fs::write(&key, "pem").unwrap();
     let overrides = Overrides {
         listen: vec![address("127.0.0.1:2883")],
         data_dir: Some(PathBuf::from("d")),
@@ -835,10 +919,31 @@ fn every_override_field_applies() {
         password_file: Some(PathBuf::from("passwd")),
         acl_file: Some(PathBuf::from("acl")),
         allow_anonymous: Some(false),
+        http_address: Some(address("127.0.0.1:9080")),
+        http_enabled: Some(true),
+        listen_tls: vec![address("127.0.0.1:2884")],
+        listen_ws: vec![address("127.0.0.1:2885")],
+        listen_wss: vec![address("127.0.0.1:2886")],
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
     };
     let config = Config::load(None, &overrides).unwrap();
+    let tls = |kind, port| ListenerConfig {
+        kind,
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
+        ..ListenerConfig::tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+    };
     let mut expected = Config {
-        listeners: vec![ListenerConfig::tcp(address("127.0.0.1:2883"))],
+        listeners: vec![
+            ListenerConfig::tcp(address("127.0.0.1:2883")),
+            tls(ListenerKind::Tls, 2884),
+            ListenerConfig {
+                kind: ListenerKind::Ws,
+                ..ListenerConfig::tcp(address("127.0.0.1:2885"))
+            },
+            tls(ListenerKind::Wss, 2886),
+        ],
         data_dir: PathBuf::from("d"),
         log_level: "trace".into(),
         durability: Durability::Periodic,
@@ -853,6 +958,7 @@ fn every_override_field_applies() {
     expected.auth.password_file = Some(PathBuf::from("passwd"));
     expected.auth.acl_file = Some(PathBuf::from("acl"));
     expected.auth.allow_anonymous = Some(false);
+    expected.http.address = address("127.0.0.1:9080");
     assert_eq!(config, expected);
 }
 
@@ -916,9 +1022,9 @@ fn listen_replaces_tcp_listeners_and_keeps_others() {
 [[listener]]
 address = \"0.0.0.0:1883\"
 [[listener]]
-kind = \"tls\"
+kind = \"ws\"
 address = \"0.0.0.0:8883\"
-name = \"secure\"
+name = \"web\"
 [[listener]]
 address = \"10.0.0.1:1883\"
 [auth]
@@ -937,7 +1043,7 @@ password_file = \"passwd\"
     assert_eq!(
         listeners,
         vec![
-            (ListenerKind::Tls, address("0.0.0.0:8883")),
+            (ListenerKind::Ws, address("0.0.0.0:8883")),
             (ListenerKind::Tcp, address("[::1]:1884")),
             (ListenerKind::Tcp, address("127.0.0.1:1884")),
         ]
@@ -950,9 +1056,9 @@ password_file = \"passwd\"
 
 #[test]
 fn listen_clashing_with_a_kept_listener_is_reported() {
-    let file = "[[listener]]\nkind = \"ws\"\naddress = \"0.0.0.0:8080\"\n";
+    let file = "[[listener]]\nkind = \"ws\"\naddress = \"0.0.0.0:8083\"\n";
     let overrides = Overrides {
-        listen: vec![address("127.0.0.1:8080")],
+        listen: vec![address("127.0.0.1:8083")],
         allow_anonymous: Some(true),
         ..Overrides::default()
     };
@@ -1167,4 +1273,123 @@ fn the_anonymous_rule_names_the_listener_and_follows_the_layers() {
     assert_eq!(config.validate().unwrap_err().len(), 1);
     config.auth.allow_anonymous = Some(true);
     config.validate().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// [http]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn http_defaults_to_loopback_8080() {
+    let config = Config::default();
+    assert!(config.http.enabled);
+    assert_eq!(config.http.address, address("127.0.0.1:8080"));
+    assert_eq!(config.http.allow_anonymous, None);
+    assert!(config.http.tokens.is_empty());
+    assert!(!config.http.has_credentials());
+}
+
+#[test]
+fn http_section_is_read() {
+    let config = parse(
+        "[http]\n\
+         address = \"0.0.0.0:9090\"\n\
+         allow_anonymous = false\n\
+         tokens = [\"0123456789abcdef\", \"fedcba9876543210\"]\n\
+         token_file = \"tokens\"\n\
+         admin_user = \"admin\"\n\
+         admin_password_hash = \"$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.http.address, address("0.0.0.0:9090"));
+    assert_eq!(config.http.allow_anonymous, Some(false));
+    assert_eq!(config.http.tokens.len(), 2);
+    assert_eq!(config.http.token_file, Some(PathBuf::from("tokens")));
+    assert_eq!(config.http.admin_user.as_deref(), Some("admin"));
+    assert!(config.http.has_credentials());
+    let off = parse("[http]\nenabled = false\naddress = \"0.0.0.0:80\"\n").unwrap();
+    assert!(!off.http.enabled);
+}
+
+#[test]
+fn a_public_http_listener_without_credentials_is_refused() {
+    let error = single_error("[http]\naddress = \"0.0.0.0:8080\"\n");
+    assert_eq!(line_of(&error), 2, "{error}");
+    let text = error.to_string();
+    assert!(text.contains("not a loopback address"), "{text}");
+    assert!(text.contains("http.tokens"), "{text}");
+    // Anonymous access is never allowed off loopback, credentials or not.
+    let error = single_error(
+        "[http]\naddress = \"0.0.0.0:8080\"\nallow_anonymous = true\ntokens = [\"0123456789abcdef\"]\n",
+    );
+    assert!(
+        error.to_string().contains("only allowed on loopback"),
+        "{error}"
+    );
+    // Nobody could get in.
+    let error = single_error("[http]\nallow_anonymous = false\n");
+    assert!(error.to_string().contains("nobody could use it"), "{error}");
+    // Turned off, the address does not matter.
+    parse("[http]\nenabled = false\naddress = \"0.0.0.0:8080\"\n").unwrap();
+}
+
+#[test]
+fn http_flags_override_the_file() {
+    let overrides = Overrides {
+        http_address: Some(address("0.0.0.0:8081")),
+        ..Overrides::default()
+    };
+    let errors = Config::load(None, &overrides).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].origin, OVERRIDES_ORIGIN);
+    let overrides = Overrides {
+        http_address: Some(address("127.0.0.1:8081")),
+        ..Overrides::default()
+    };
+    let config = Config::load(None, &overrides).unwrap();
+    assert_eq!(config.http.address, address("127.0.0.1:8081"));
+    let overrides = Overrides {
+        http_enabled: Some(false),
+        ..Overrides::default()
+    };
+    assert!(!Config::load(None, &overrides).unwrap().http.enabled);
+}
+
+#[test]
+fn http_credentials_are_checked_without_printing_them() {
+    let all = errors(
+        "[http]\n\
+         tokens = [\"short-secret\"]\n\
+         admin_user = \"admin\"\n",
+    );
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let text = ConfigErrors(all).to_string();
+    assert!(!text.contains("short-secret"), "{text}");
+    assert!(text.contains("(token 1)"), "{text}");
+    assert!(text.contains("go together"), "{text}");
+    let error = single_error(
+        "[http]\nadmin_user = \"admin\"\nadmin_password_hash = \"plain-text-password\"\n",
+    );
+    assert!(
+        !error.to_string().contains("plain-text-password"),
+        "{error}"
+    );
+    let error = single_error("[http]\ntokens = \"0123456789abcdef\"\n");
+    assert!(
+        matches!(error.problem, Problem::WrongType { .. }),
+        "{error}"
+    );
+    let error = single_error("[http]\ntokens = [1]\n");
+    assert!(
+        matches!(error.problem, Problem::WrongType { .. }),
+        "{error}"
+    );
+    let error = single_error("[http]\nadress = \"127.0.0.1:1\"\n");
+    assert!(error.to_string().contains("did you mean"), "{error}");
+}
+
+#[test]
+fn http_and_mqtt_cannot_share_an_address() {
+    let error = single_error("[http]\naddress = \"127.0.0.1:1883\"\n");
+    assert!(error.to_string().contains("clashes"), "{error}");
 }

@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::Path;
 
-use crate::error::{ConfigError, Problem};
+use crate::error::{ConfigError, Problem, OVERRIDES_ORIGIN};
 use crate::load::Sources;
 use crate::settings::{
-    Config, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS, MAX_FAILED_LOGIN_DELAY_SECS, MAX_QOS,
-    MAX_SYS_INTERVAL_SECS, MIN_CLIENT_ID_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
+    Config, ListenerConfig, ListenerKind, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS,
+    MAX_FAILED_LOGIN_DELAY_SECS, MAX_QOS, MAX_SYS_INTERVAL_SECS, MIN_CLIENT_ID_LENGTH,
+    MIN_HTTP_TOKEN_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
 
 /// Every problem with `config`, located through `sources`.
@@ -24,6 +26,7 @@ pub(crate) fn validate(config: &Config, sources: &Sources) -> Vec<ConfigError> {
     checker.limits(config);
     checker.mqtt(config);
     checker.auth(config);
+    checker.http(config);
     checker.errors
 }
 
@@ -152,6 +155,154 @@ impl Checker<'_> {
             } else {
                 seen.push((&listener.address, label));
             }
+            self.listener_transport(listener, label);
+        }
+        if self.sources.unused_certificate_flags {
+            self.errors.push(ConfigError {
+                origin: OVERRIDES_ORIGIN.to_owned(),
+                position: None,
+                problem: Problem::Conflict {
+                    message: "--cert and --key (SWITCHBOARD_CERT, SWITCHBOARD_KEY) are only used \
+                              by listeners from --listen-tls and --listen-wss, and neither is \
+                              given; a `[[listener]]` in the config file takes `cert_file` and \
+                              `key_file` instead"
+                        .to_owned(),
+                },
+            });
+        }
+    }
+
+    /// A listener's TLS and WebSocket settings: each only on the kinds it
+    /// applies to (a setting of another transport most likely means a wrong
+    /// `kind`), a readable certificate and key for `tls` and `wss`,
+    /// client-certificate settings that fit together, and a usable path.
+    fn listener_transport(&mut self, listener: &ListenerConfig, label: &str) {
+        let kind = listener.kind;
+        let kind_path = format!("{label}.kind");
+        let address_path = format!("{label}.address");
+        if !kind.uses_tls() {
+            for (key, set) in [
+                ("cert_file", listener.cert_file.is_some()),
+                ("key_file", listener.key_file.is_some()),
+                ("client_ca_file", listener.client_ca_file.is_some()),
+                ("require_client_cert", listener.require_client_cert),
+                ("use_subject_as_username", listener.use_subject_as_username),
+            ] {
+                if set {
+                    self.not_for_kind(label, key, kind, "tls and wss");
+                }
+            }
+        }
+        if !kind.uses_websocket() && listener.path.is_some() {
+            self.not_for_kind(label, "path", kind, "ws and wss");
+        }
+        if kind.uses_tls() {
+            for (key, file) in [
+                ("cert_file", &listener.cert_file),
+                ("key_file", &listener.key_file),
+            ] {
+                let path = format!("{label}.{key}");
+                match file {
+                    Some(file) => self.readable_file(&path, file),
+                    None if self.sources.failed(&path) => {}
+                    None if label.starts_with("listen_") => {
+                        let message = format!(
+                            "the {kind} listener on {} from --listen-{kind} needs a certificate \
+                             and its key: give --cert FILE and --key FILE (or SWITCHBOARD_CERT \
+                             and SWITCHBOARD_KEY)",
+                            listener.address
+                        );
+                        self.report(&[&path], Problem::Conflict { message });
+                    }
+                    None => {
+                        let (origin, position) = self.sources.locate(&[&kind_path, &address_path]);
+                        self.errors.push(ConfigError {
+                            origin,
+                            position,
+                            problem: Problem::MissingKey { key: path },
+                        });
+                    }
+                }
+            }
+            if let Some(file) = &listener.client_ca_file {
+                self.readable_file(&format!("{label}.client_ca_file"), file);
+            }
+            let require_path = format!("{label}.require_client_cert");
+            let subject_path = format!("{label}.use_subject_as_username");
+            if listener.require_client_cert && listener.client_ca_file.is_none() {
+                let message = format!(
+                    "`{require_path}` = true needs `{label}.client_ca_file`: the CA certificates \
+                     that client certificates are verified against"
+                );
+                self.report(&[&require_path], Problem::Conflict { message });
+            }
+            if listener.use_subject_as_username && !listener.require_client_cert {
+                let message = format!(
+                    "`{subject_path}` = true needs `{require_path}` = true (and \
+                     `{label}.client_ca_file`): the certificate is then every client's \
+                     credential, so every client must present one"
+                );
+                self.report(&[&subject_path], Problem::Conflict { message });
+            }
+        }
+        if let (true, Some(path)) = (kind.uses_websocket(), &listener.path) {
+            let valid = path.starts_with('/')
+                && !path.chars().any(|character| {
+                    character.is_whitespace() || character.is_control() || "?#".contains(character)
+                });
+            let key = format!("{label}.path");
+            if !valid && !self.sources.failed(&key) {
+                self.report(
+                    &[&key],
+                    Problem::InvalidValue {
+                        key: key.clone(),
+                        value: format!("{path:?}"),
+                        expected: "an HTTP path starting with `/`, without spaces, `?` or `#` \
+                                   (such as \"/mqtt\")"
+                            .to_owned(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Reports a setting given on a listener of a kind it does not apply to.
+    fn not_for_kind(&mut self, label: &str, key: &str, kind: ListenerKind, kinds: &str) {
+        let path = format!("{label}.{key}");
+        let message = format!(
+            "`{path}` only applies to {kinds} listeners, and `{label}.kind` is \"{kind}\": \
+             remove it, or change the kind"
+        );
+        self.report(&[&path], Problem::Conflict { message });
+    }
+
+    /// Reports `path` unless `file` names a regular file that can be opened.
+    /// Checked here so that a typo is reported with its line; the server
+    /// reads the contents when it starts (and on SIGHUP).
+    fn readable_file(&mut self, path: &str, file: &Path) {
+        if self.sources.failed(path) {
+            return;
+        }
+        let problem = if file.as_os_str().is_empty() {
+            Some("expected a file path".to_owned())
+        } else {
+            match std::fs::metadata(file) {
+                Ok(metadata) if !metadata.is_file() => Some("it is not a regular file".to_owned()),
+                Ok(_) => std::fs::File::open(file)
+                    .err()
+                    .map(|error| format!("cannot open it: {error}")),
+                Err(error) => Some(format!("cannot read it: {error}")),
+            }
+        };
+        if let Some(expected) = problem {
+            self.report(
+                &[path],
+                Problem::InvalidValue {
+                    key: path.to_owned(),
+                    value: format!("{:?}", file.display().to_string()),
+                    expected,
+                },
+            );
         }
     }
 
@@ -256,6 +407,32 @@ impl Checker<'_> {
             1..=u64::MAX,
             "",
         );
+        self.range(
+            "limits.connection_burst_per_address",
+            wide(limits.connection_burst_per_address),
+            1..=u64::MAX,
+            "a burst of 0 would refuse every connection; to turn the limit off, \
+             set connection_rate_per_address = 0",
+        );
+        let total = limits.max_queued_bytes_total;
+        if total != 0
+            && total < limits.max_queued_bytes
+            && !self.sources.file_unusable
+            && !self.sources.failed("limits.max_queued_bytes_total")
+            && !self.sources.failed("limits.max_queued_bytes")
+        {
+            let message = format!(
+                "`limits.max_queued_bytes_total` = {total} is smaller than \
+                 `limits.max_queued_bytes` = {}: one session's queue could never fill; \
+                 raise `limits.max_queued_bytes_total` (0 = unlimited) or lower \
+                 `limits.max_queued_bytes`",
+                limits.max_queued_bytes
+            );
+            self.report(
+                &["limits.max_queued_bytes_total", "limits.max_queued_bytes"],
+                Problem::Conflict { message },
+            );
+        }
         if self.sources.file_unusable
             || !packet_size_valid
             || self.sources.failed("limits.max_packet_size")
@@ -377,7 +554,11 @@ impl Checker<'_> {
         }
         let labels = self.listener_labels(config);
         for (listener, label) in config.listeners.iter().zip(&labels) {
-            if listener.address.ip().to_canonical().is_loopback() {
+            // A listener that takes user names from verified client
+            // certificates has no anonymous clients.
+            if listener.address.ip().to_canonical().is_loopback()
+                || listener.use_subject_as_username
+            {
                 continue;
             }
             let address_path = format!("{label}.address");
@@ -398,6 +579,135 @@ impl Checker<'_> {
                 &[&address_path, "auth.allow_anonymous"],
                 Problem::Conflict { message },
             );
+        }
+    }
+
+    /// `[http]`: well-formed credentials, and the access rule: a listener
+    /// on any address but loopback needs credentials and never serves
+    /// anonymous requests. The console crate checks the same again when it
+    /// starts (for embedders that build its options in code).
+    fn http(&mut self, config: &Config) {
+        let http = &config.http;
+        if self.sources.failed("http") {
+            return;
+        }
+        for (index, token) in http.tokens.iter().enumerate() {
+            if token.chars().count() < MIN_HTTP_TOKEN_LENGTH
+                || token.chars().any(char::is_whitespace)
+            {
+                // The token itself is a secret: name its position only.
+                self.report(
+                    &["http.tokens"],
+                    Problem::InvalidValue {
+                        key: "http.tokens".to_owned(),
+                        value: format!("(token {})", index + 1),
+                        expected: format!(
+                            "each token needs at least {MIN_HTTP_TOKEN_LENGTH} characters and no \
+                             white space; generate one with `openssl rand -hex 24`"
+                        ),
+                    },
+                );
+            }
+        }
+        if http
+            .token_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+            && !self.sources.failed("http.token_file")
+        {
+            self.report(
+                &["http.token_file"],
+                Problem::InvalidValue {
+                    key: "http.token_file".to_owned(),
+                    value: "\"\"".to_owned(),
+                    expected: "expected a file path; leave the key out for none".to_owned(),
+                },
+            );
+        }
+        let half_an_admin = http.admin_user.is_some() != http.admin_password_hash.is_some();
+        if half_an_admin
+            && !self.sources.failed("http.admin_user")
+            && !self.sources.failed("http.admin_password_hash")
+            && !self.sources.file_unusable
+        {
+            let message = "`http.admin_user` and `http.admin_password_hash` go together: \
+                           set both (make the hash with `switchboard passwd`) or neither"
+                .to_owned();
+            self.report(
+                &["http.admin_user", "http.admin_password_hash"],
+                Problem::Conflict { message },
+            );
+        }
+        if let Some(user) = &http.admin_user {
+            if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+                self.report(
+                    &["http.admin_user"],
+                    Problem::InvalidValue {
+                        key: "http.admin_user".to_owned(),
+                        value: format!("{user:?}"),
+                        expected: "a user name: not empty, without `:` or control characters"
+                            .to_owned(),
+                    },
+                );
+            }
+        }
+        if let Some(hash) = &http.admin_password_hash {
+            if !hash.starts_with("$argon2id$") {
+                self.report(
+                    &["http.admin_password_hash"],
+                    Problem::InvalidValue {
+                        key: "http.admin_password_hash".to_owned(),
+                        value: "(hidden)".to_owned(),
+                        expected: "an argon2id PHC string (`$argon2id$v=19$...`), as \
+                                   `switchboard passwd FILE USER` writes after `USER:`"
+                            .to_owned(),
+                    },
+                );
+            }
+        }
+        if !http.enabled || self.sources.file_unusable {
+            return;
+        }
+        let loopback = http.address.ip().to_canonical().is_loopback();
+        let credentials = http.has_credentials();
+        let anonymous = http.allow_anonymous.unwrap_or(loopback);
+        let address = format!("`http.address` = \"{}\"", http.address);
+        if anonymous && !loopback {
+            let message = format!(
+                "`http.allow_anonymous` = true, but {address} is not a loopback address: \
+                 anyone who can reach it could disconnect clients and read every message. \
+                 Anonymous console access is only allowed on loopback"
+            );
+            self.report(
+                &["http.allow_anonymous", "http.address"],
+                Problem::Conflict { message },
+            );
+        } else if !loopback && !credentials {
+            let message = format!(
+                "{address} is not a loopback address and the console has no credentials, so \
+                 anyone who can reach it could disconnect clients and read every message: set \
+                 `http.tokens` (or `http.token_file`), or `http.admin_user` and \
+                 `http.admin_password_hash`; or bind it to 127.0.0.1, or turn it off with \
+                 --no-http / `http.enabled = false`"
+            );
+            self.report(&["http.address"], Problem::Conflict { message });
+        } else if !anonymous && !credentials {
+            let message = "`http.allow_anonymous` = false and the console has no \
+                           credentials, so nobody could use it: add `http.tokens` or the admin \
+                           user, or leave `allow_anonymous` out"
+                .to_owned();
+            self.report(&["http.allow_anonymous"], Problem::Conflict { message });
+        }
+        let labels = self.listener_labels(config);
+        for (listener, label) in config.listeners.iter().zip(&labels) {
+            if addresses_clash(&listener.address, &http.address) {
+                let message = format!(
+                    "{address} clashes with `{label}.address` = \"{}\": both cannot be bound at \
+                     once; move the console (--http or `http.address`) or turn it off (--no-http)",
+                    listener.address
+                );
+                self.report(&["http.address"], Problem::Conflict { message });
+            }
         }
     }
 

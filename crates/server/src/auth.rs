@@ -64,21 +64,65 @@ pub(crate) fn anonymous_on(shared: &Shared, address: IpAddr) -> bool {
     switchboard_auth::anonymous_allowed(shared.options.allow_anonymous, address)
 }
 
+/// The user name a listener takes from the client certificate
+/// (`use_subject_as_username`), decided at the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertificateUser {
+    /// The listener does not use certificates as credentials: the CONNECT's
+    /// user name and password decide, as on any listener.
+    NotUsed,
+    /// The subject CN of the client certificate the handshake verified: the
+    /// connection's user name, and its credential (no password check).
+    Named(Arc<str>),
+    /// The listener takes user names from certificates, but this client's
+    /// gives none (why, for the log): its CONNECT is refused.
+    Unnamed(String),
+}
+
+/// Applies the certificate's user name to `connect` (replacing whatever user
+/// name and password it carries, so the ACL and the session owner see the
+/// certificate's name). `Ok(true)`: the certificate authenticated the client;
+/// `Ok(false)`: the CONNECT's credentials still need checking; `Err`: the
+/// CONNACK code to refuse with.
+pub(crate) fn apply_certificate(
+    shared: &Shared,
+    connect: &mut Connect,
+    certificate: &CertificateUser,
+    peer: IpAddr,
+) -> Result<bool, ReasonCode> {
+    match certificate {
+        CertificateUser::NotUsed => Ok(false),
+        CertificateUser::Named(name) => {
+            connect.username = Some(name.to_string());
+            connect.password = None;
+            Ok(true)
+        }
+        CertificateUser::Unnamed(reason) => {
+            Metrics::incr(&shared.broker.metrics().auth_failures);
+            tracing::info!(%peer, client_id = %connect.client_id, %reason, "login refused: the listener takes the user name from the client certificate");
+            Err(ReasonCode::NOT_AUTHORIZED)
+        }
+    }
+}
+
 /// Decides a CONNECT before the broker sees it: holds a connection from an
 /// address that failed too often, checks the credentials, and refuses a will
 /// the client could not publish itself. `Err` is the CONNACK reason code to
 /// refuse with (0x86 / 3.1.1 code 4 for bad credentials, 0x87 / code 5 when
-/// not authorized).
+/// not authorized). `certified`: a verified client certificate named the user
+/// (see [`apply_certificate`]), so neither throttling nor the password check
+/// applies; the will is still checked.
 pub(crate) async fn login(
     shared: &Shared,
     connect: &Connect,
     peer: IpAddr,
     anonymous_allowed: bool,
+    certified: bool,
     cancel: &CancellationToken,
 ) -> Result<(), ReasonCode> {
     let gate = &shared.auth;
     let metrics = shared.broker.metrics();
-    if let Some(delay) = gate.auth.login_delay(peer, now()) {
+    if let Some(delay) = gate.auth.login_delay(peer, now()).filter(|_| !certified) {
         Metrics::incr(&metrics.auth_throttled);
         tracing::debug!(%peer, ?delay, "too many failed logins from this address; holding the CONNECT");
         tokio::select! {
@@ -87,7 +131,9 @@ pub(crate) async fn login(
         }
     }
     let username = connect.username.as_deref();
-    let decided = if gate.auth.needs_hashing(username) {
+    let decided = if certified {
+        Ok(())
+    } else if gate.auth.needs_hashing(username) {
         verify_blocking(gate, connect, anonymous_allowed).await
     } else {
         gate.auth

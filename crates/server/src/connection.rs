@@ -7,6 +7,8 @@
 //! [`WRITE_HIGH_WATER`] bytes wait to be written, the task stops reading the
 //! socket and stops pulling from the session queue, so a client that does not
 //! read slows down only itself; messages for it then wait in its bounded queue.
+//! A client that sends faster than its message or byte rate is slowed down the
+//! same way, by not reading its socket (see `crate::limits`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::TokenBucket;
 use crate::Shared;
 
 /// Above this many unwritten bytes the task stops reading and stops pulling
@@ -61,13 +64,18 @@ impl Close {
 }
 
 /// Serves one connection. `anonymous_allowed` is the listener's rule for
-/// clients without a user name (see `crate::auth`).
+/// clients without a user name, `certificate` the user name its TLS client
+/// certificate gives (see `crate::auth`).
+///
+/// `stream` may buffer writes (TLS, WebSocket): the task flushes it whenever
+/// its own write buffer has been handed over.
 pub(crate) async fn run<S>(
     stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     anonymous_allowed: bool,
+    certificate: crate::auth::CertificateUser,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -93,6 +101,9 @@ pub(crate) async fn run<S>(
         Ok(Err(FirstPacketError::Io)) => return,
         Ok(Err(FirstPacketError::Decode(error))) => {
             Metrics::incr(&metrics.protocol_errors);
+            if error.reason_code() == ReasonCode::PACKET_TOO_LARGE {
+                Metrics::incr(&metrics.packets_too_large);
+            }
             tracing::debug!(%peer, %error, "bad CONNECT");
             // [MQTT-3.1.2-2]: answer in a form the client can read, then close. A 3.x
             // CONNECT that is merely invalid gets no CONNACK ([MQTT-3.1.4-1] of 3.1.1:
@@ -111,7 +122,7 @@ pub(crate) async fn run<S>(
                     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&out)).await;
                 }
             }
-            let _ = writer.shutdown().await;
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.shutdown()).await;
             return;
         }
         Ok(Ok(connect)) => connect,
@@ -128,8 +139,24 @@ pub(crate) async fn run<S>(
     }
     // Authentication, before the broker sees the client: a refused client
     // must not take over or resume anybody's session.
-    if let Err(code) =
-        crate::auth::login(&shared, &connect, peer.ip(), anonymous_allowed, &cancel).await
+    let mut connect = connect;
+    let certified =
+        match crate::auth::apply_certificate(&shared, &mut connect, &certificate, peer.ip()) {
+            Ok(certified) => certified,
+            Err(code) => {
+                refuse(&mut writer, version, code).await;
+                return;
+            }
+        };
+    if let Err(code) = crate::auth::login(
+        &shared,
+        &connect,
+        peer.ip(),
+        anonymous_allowed,
+        certified,
+        &cancel,
+    )
+    .await
     {
         refuse(&mut writer, version, code).await;
         return;
@@ -210,6 +237,17 @@ pub(crate) async fn run<S>(
         held: Vec::new(),
         events: Vec::new(),
         username,
+        message_rate: shared
+            .options
+            .rates
+            .client_messages
+            .map(|rate| TokenBucket::new(rate, now())),
+        byte_rate: shared
+            .options
+            .rates
+            .client_bytes
+            .map(|rate| TokenBucket::new(rate, now())),
+        throttled: false,
     };
     drop(connect);
 
@@ -253,7 +291,7 @@ pub(crate) async fn run<S>(
     if !write_buffer.is_empty() {
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&write_buffer)).await;
     }
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.shutdown()).await;
     tracing::debug!(%peer, client_id = %connected.entry.client_id(), "connection closed");
 }
 
@@ -284,6 +322,28 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
     }
 }
 
+/// What one turn of the write branch did.
+enum Written {
+    /// Handed this many bytes of the write buffer to the stream.
+    Bytes(usize),
+    /// Flushed the stream.
+    Flushed,
+}
+
+/// Writes from `buffer`, or flushes once it is empty: TLS and WebSocket
+/// streams hold written bytes until flushed (for TCP the flush completes at
+/// once). Cancel-safe, as a `select!` branch must be.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buffer: &mut BytesMut,
+) -> std::io::Result<Written> {
+    if buffer.is_empty() {
+        writer.flush().await.map(|()| Written::Flushed)
+    } else {
+        writer.write_buf(buffer).await.map(Written::Bytes)
+    }
+}
+
 /// CONNACK with a failure code, then close ([MQTT-3.2.2-7] v5 / [MQTT-3.2.2-5] 3.1.1).
 async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
     let connack = ConnAck {
@@ -295,7 +355,7 @@ async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion,
     if encode(&Packet::ConnAck(connack), version, &mut out).is_ok() {
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&out)).await;
     }
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.shutdown()).await;
 }
 
 /// The CONNACK that tells a v5 client the server's real limits (3.2.2.3).
@@ -427,6 +487,12 @@ struct Connection {
     events: Vec<JournalEvent>,
     /// The user name the client logged in with, for the ACL checks.
     username: Option<Arc<str>>,
+    /// PUBLISH packets the client may send (`RateLimits::client_messages`).
+    message_rate: Option<TokenBucket>,
+    /// Bytes the client may send (`RateLimits::client_bytes`).
+    byte_rate: Option<TokenBucket>,
+    /// Whether reading is paused for the rates, so that each pause is counted once.
+    throttled: bool,
 }
 
 /// Output waiting for the pass's records to be durable.
@@ -465,6 +531,7 @@ impl Connection {
         if let Err(close) = self.finish_pass(write_buffer).await {
             return close;
         }
+        let mut unflushed = false;
         loop {
             if write_buffer.len() < WRITE_HIGH_WATER {
                 if let Err(close) = self.pull_messages(write_buffer) {
@@ -478,7 +545,13 @@ impl Connection {
                 .keep_alive
                 .deadline()
                 .map(tokio::time::Instant::from_std);
-            let reading = write_buffer.len() < WRITE_HIGH_WATER;
+            // Over its message or byte rate, the client is slowed down by not
+            // reading its socket (see the `limits` module for why not 0x96);
+            // keep alive waits too, since its packets wait unread.
+            let throttle = self.throttle_until(now());
+            let reading = write_buffer.len() < WRITE_HIGH_WATER && throttle.is_none();
+            let deadline = deadline.filter(|_| throttle.is_none());
+            let throttle = throttle.map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
@@ -494,9 +567,11 @@ impl Connection {
                         None => Close { send: None, reason: CloseReason::Abnormal },
                     };
                 }
-                written = writer.write_buf(write_buffer), if !write_buffer.is_empty() => {
-                    if written.is_err() || written.ok() == Some(0) {
-                        return Close { send: None, reason: CloseReason::Abnormal };
+                written = write_or_flush(writer, write_buffer), if !write_buffer.is_empty() || unflushed => {
+                    match written {
+                        Ok(Written::Bytes(0)) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
+                        Ok(Written::Bytes(_)) => unflushed = true,
+                        Ok(Written::Flushed) => unflushed = false,
                     }
                 }
                 read = reader.read_buf(read_buffer), if reading => {
@@ -504,6 +579,9 @@ impl Connection {
                         Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
                         Ok(n) => {
                             Metrics::add(&metrics.bytes_received, n as u64);
+                            if let Some(bucket) = &mut self.byte_rate {
+                                bucket.charge(now(), n as u64);
+                            }
                             if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
                                 return close;
                             }
@@ -514,6 +592,7 @@ impl Connection {
                     }
                 }
                 _ = entry.notified() => {}
+                _ = sleep_until(throttle) => {}
                 _ = sleep_until(deadline) => {
                     // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): 1.5 x keep alive without a packet.
                     Metrics::incr(&metrics.keep_alive_timeouts);
@@ -521,6 +600,22 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// `None` while the client is within its message and byte rates; otherwise
+    /// when reading may resume. Counts each new pause.
+    fn throttle_until(&mut self, now: Instant) -> Option<Instant> {
+        let until = [&self.message_rate, &self.byte_rate]
+            .into_iter()
+            .flatten()
+            .filter_map(|bucket| bucket.resume_at(now))
+            .max();
+        if until.is_some() && !self.throttled {
+            Metrics::incr(&self.shared.broker.metrics().clients_throttled);
+            tracing::debug!(client_id = %self.entry.client_id(), "over its message or byte rate; reading paused");
+        }
+        self.throttled = until.is_some();
+        until
     }
 
     /// Moves queued messages into the write buffer, up to a batch.
@@ -585,24 +680,30 @@ impl Connection {
         let records = std::mem::take(&mut self.records);
         if !std::mem::take(&mut self.barrier) {
             // Nobody waits for these (acknowledgements from the client, queue
-            // bookkeeping): a failure sets the store's needs-checkpoint flag.
-            drop(store.append(records));
+            // bookkeeping): a failed write still leaves them in the store's
+            // state, and the checkpoint the failure makes due writes them.
+            store.append_detached(records);
             return self.release(Ok(()), write_buffer);
         }
-        let refusal = switchboard_broker::Store::refusal_records(&records);
+        let inbound_qos2: Vec<u16> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::InboundQos2 { packet_id, .. } => Some(*packet_id),
+                _ => None,
+            })
+            .collect();
         let result = store.append(records).wait().await.map(|_| ());
         if result.is_err() {
             // What was held is refused: its inbound QoS 2 ids must start new
             // messages ([MQTT-4.3.3-9]; a 3.x client, which is disconnected instead
-            // of told, resends the PUBLISH), in memory and in the store.
-            for record in &refusal {
-                if let Record::InboundReleased { packet_id, .. } = record {
-                    let _ = self.entry.with_session(self.generation, |session| {
-                        session.abandon_incoming_qos2(*packet_id)
-                    });
-                }
+            // of told, resends the PUBLISH). The store needs nothing undone: a
+            // batch whose write failed never reaches its state, so no checkpoint
+            // writes it.
+            for packet_id in inbound_qos2 {
+                let _ = self.entry.with_session(self.generation, |session| {
+                    session.abandon_incoming_qos2(packet_id)
+                });
             }
-            store.append_detached(refusal);
         }
         self.release(result, write_buffer)
     }
@@ -701,7 +802,11 @@ impl Connection {
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => {
-                    Metrics::incr(&self.shared.broker.metrics().protocol_errors);
+                    let metrics = self.shared.broker.metrics();
+                    Metrics::incr(&metrics.protocol_errors);
+                    if error.reason_code() == ReasonCode::PACKET_TOO_LARGE {
+                        Metrics::incr(&metrics.packets_too_large);
+                    }
                     tracing::debug!(client_id = %self.entry.client_id(), %error, "malformed packet; closing");
                     return Err(Close::protocol(error.reason_code()));
                 }
@@ -871,6 +976,9 @@ impl Connection {
         let settings = &self.shared.options.broker;
         let metrics = broker.metrics();
         Metrics::incr(&metrics.messages_received);
+        if let Some(bucket) = &mut self.message_rate {
+            bucket.charge(now(), 1);
+        }
         if let Some(counter) = metrics
             .publish_received_by_qos
             .get(usize::from(publish.qos.as_u8()))
@@ -887,6 +995,7 @@ impl Connection {
                 .map_err(Close::protocol)?;
         }
         if switchboard_topic::validate_topic_name(&publish.topic, &settings.topic_limits).is_err() {
+            Metrics::incr(&metrics.topic_names_refused);
             return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID));
         }
         if publish.qos > settings.maximum_qos {
@@ -993,11 +1102,36 @@ impl Connection {
         }
         let message = message_from_publish(publish, broker.next_message_id(), now());
         let route = broker.route(Some(self.entry.key()), &message);
-        let code = if route.is_empty() && self.version.is_v5() {
+        let quota_exceeded = route.quota_exceeded() && qos != QoS::AtMostOnce;
+        let code = if !self.version.is_v5() {
+            // 3.x has no negative acknowledgement: a persistent session that
+            // could not queue the message, or a full retained store, is only
+            // counted.
+            ReasonCode::SUCCESS
+        } else if quota_exceeded {
+            // Other subscribers still get the message; this tells the publisher
+            // that a persistent session's queue or the retained store could not
+            // take it (see `Route::quota_exceeded`).
+            ReasonCode::QUOTA_EXCEEDED
+        } else if route.is_empty() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
         };
+        if quota_exceeded {
+            Metrics::incr(&metrics.publish_quota_exceeded);
+        }
+        if code == ReasonCode::QUOTA_EXCEEDED && qos == QoS::ExactlyOnce {
+            // A PUBREC of 0x80 or more ends the QoS 2 flow: the packet id starts
+            // a new message next time, as after a store refusal.
+            self.session(|s| s.abandon_incoming_qos2(packet_id))?;
+            if self.durable() {
+                self.records.push(Record::InboundReleased {
+                    client_id: self.entry.client_id().to_string(),
+                    packet_id,
+                });
+            }
+        }
         // A message that must survive a crash is acknowledged and delivered only
         // once it is on disk; anything after it on this connection waits too, so
         // acknowledgements stay in order ([MQTT-4.6.0-2]).

@@ -7,32 +7,63 @@
 
 mod auth;
 mod connection;
+mod limits;
+mod subject;
+mod tls;
+mod transport;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use limits::{Rate, RateLimits};
 pub use switchboard_auth::Auth;
 use switchboard_broker::{Broker, Settings};
+pub use tls::{Certificates, ReloadError, TlsError, TlsOptions};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+pub use websocket::{WebSocketOptions, DEFAULT_WEBSOCKET_PATH};
 
-/// Backoff after a failed `accept` (e.g. EMFILE): start here, double up to the cap,
-/// so that running out of file descriptors does not spin a core.
-const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often broker timers (will delay, session expiry) are checked.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The transport a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The transport a listener speaks, with what that transport needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerKind {
+    /// MQTT over plain TCP.
     Tcp,
+    /// MQTT over TLS.
+    Tls(TlsOptions),
+    /// MQTT over WebSocket (binary frames; HTTP upgrade on the path).
+    Ws(WebSocketOptions),
+    /// MQTT over WebSocket over TLS.
+    Wss(TlsOptions, WebSocketOptions),
+}
+
+impl ListenerKind {
+    /// `tcp`, `tls`, `ws` or `wss`, as in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls(_) => "tls",
+            ListenerKind::Ws(_) => "ws",
+            ListenerKind::Wss(..) => "wss",
+        }
+    }
+
+    /// The TLS settings of a `tls` or `wss` listener.
+    pub fn tls(&self) -> Option<&TlsOptions> {
+        match self {
+            ListenerKind::Tls(tls) | ListenerKind::Wss(tls, _) => Some(tls),
+            ListenerKind::Tcp | ListenerKind::Ws(_) => None,
+        }
+    }
 }
 
 /// One listening socket.
@@ -70,6 +101,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// A socket that has not sent a complete CONNECT by then is closed.
     pub connect_timeout: Duration,
+    /// Connections per source address, and messages and bytes per client
+    /// (see the `limits` module for what happens at each); unlimited by default.
+    pub rates: RateLimits,
     pub broker: Settings,
     /// Memory by default for an embedded server; the binary's default is `Sync`.
     pub durability: Durability,
@@ -97,6 +131,7 @@ impl Default for ServerOptions {
             }],
             max_connections: 0,
             connect_timeout: Duration::from_secs(10),
+            rates: RateLimits::default(),
             broker: Settings::default(),
             durability: Durability::Memory,
             auth: Arc::new(Auth::allow_all()),
@@ -116,6 +151,9 @@ pub enum ServerError {
     },
     #[error("no listener configured")]
     NoListener,
+    /// Boxed: rustls errors are large, and `ServerError` is returned often.
+    #[error("cannot set up TLS for listener {name}: {source}")]
+    Tls { name: String, source: Box<TlsError> },
     #[error("cannot open the data directory {dir}: {source}")]
     Store {
         dir: std::path::PathBuf,
@@ -129,18 +167,44 @@ pub(crate) struct Shared {
     pub(crate) broker: Arc<Broker>,
     pub(crate) options: ServerOptions,
     pub(crate) auth: auth::AuthGate,
+    /// New connections per source address, over all listeners; `None` when
+    /// unlimited. A std mutex: one short, synchronous check per accept.
+    pub(crate) connection_rate: Option<std::sync::Mutex<limits::AddressLimiter>>,
+}
+
+impl Shared {
+    /// Whether a new connection from `peer` is within the per-address rate;
+    /// counts a refusal.
+    fn admit_address(&self, peer: SocketAddr) -> bool {
+        let Some(limiter) = &self.connection_rate else {
+            return true;
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let admitted = limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(peer.ip(), now);
+        if !admitted {
+            tracing::debug!(%peer, "connection rate per address exceeded; closing");
+            switchboard_broker::Metrics::incr(&self.broker.metrics().connections_rate_limited);
+        }
+        admitted
+    }
 }
 
 struct BoundListener {
     options: ListenerOptions,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The transport set-up its connections share (TLS configuration).
+    transport: Arc<transport::Transport>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<BoundListener>,
+    certificates: Certificates,
 }
 
 impl Server {
@@ -150,7 +214,22 @@ impl Server {
             return Err(ServerError::NoListener);
         }
         let mut listeners = Vec::with_capacity(options.listeners.len());
+        let mut tls_listeners = Vec::new();
         for listener_options in &options.listeners {
+            // Certificates first: a listener that cannot do TLS must not bind.
+            let tls = match listener_options.kind.tls() {
+                Some(tls_options) => {
+                    let loaded = tls::TlsListener::load(&listener_options.name, tls_options)
+                        .map_err(|source| ServerError::Tls {
+                            name: listener_options.name.clone(),
+                            source: Box::new(source),
+                        })?;
+                    let loaded = Arc::new(loaded);
+                    tls_listeners.push(loaded.clone());
+                    Some(loaded)
+                }
+                None => None,
+            };
             let bind_error = |source| ServerError::Bind {
                 name: listener_options.name.clone(),
                 address: listener_options.address,
@@ -164,6 +243,10 @@ impl Server {
                 options: listener_options.clone(),
                 listener,
                 local_addr,
+                transport: Arc::new(transport::Transport {
+                    kind: listener_options.kind.clone(),
+                    tls,
+                }),
             });
         }
         let now = tokio::time::Instant::now().into_std();
@@ -172,15 +255,32 @@ impl Server {
             shared: Arc::new(Shared {
                 broker,
                 auth: auth::AuthGate::new(options.auth.clone()),
+                connection_rate: options
+                    .rates
+                    .connections_per_address
+                    .map(|rate| std::sync::Mutex::new(limits::AddressLimiter::new(rate))),
                 options,
             }),
             listeners,
+            certificates: Certificates::new(tls_listeners),
         })
     }
 
     /// The addresses actually bound, in listener order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.local_addr).collect()
+    }
+
+    /// Each listener with the address it actually bound, in listener order.
+    pub fn listeners(&self) -> impl Iterator<Item = (&ListenerOptions, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|bound| (&bound.options, bound.local_addr))
+    }
+
+    /// The handle that reloads the TLS listeners' certificates (SIGHUP).
+    pub fn certificates(&self) -> Certificates {
+        self.certificates.clone()
     }
 
     pub fn broker(&self) -> Arc<Broker> {
@@ -204,7 +304,7 @@ impl Server {
         };
         let addrs = self.local_addrs();
         for bound in self.listeners {
-            tracing::info!(listener = %bound.options.name, address = %bound.local_addr, "listening");
+            tracing::info!(listener = %bound.options.name, kind = bound.options.kind.as_str(), address = %bound.local_addr, "listening");
             tracker.spawn(accept_loop(
                 bound,
                 self.shared.clone(),
@@ -220,8 +320,10 @@ impl Server {
         RunningServer {
             shared: self.shared,
             addrs,
+            global_limit,
             cancel,
             tracker,
+            certificates: self.certificates,
         }
     }
 }
@@ -231,13 +333,21 @@ impl Server {
 pub struct RunningServer {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    /// The global connection limit, which in-memory connections count against too.
+    global_limit: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    certificates: Certificates,
 }
 
 impl RunningServer {
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The handle that reloads the TLS listeners' certificates (SIGHUP).
+    pub fn certificates(&self) -> Certificates {
+        self.certificates.clone()
     }
 
     pub fn broker(&self) -> Arc<Broker> {
@@ -248,17 +358,36 @@ impl RunningServer {
     /// one end of an in-memory pipe and the caller gets the other. Behaves like a
     /// TCP connection from `peer` accepted on the first listener (which decides
     /// whether anonymous clients are allowed); used by tests that run on paused
-    /// time.
+    /// time. The per-address connection rate and the global connection limit
+    /// apply (not the listener's own limit): a refused connection is closed
+    /// at once, as a refused socket is.
     pub fn connect_in_memory(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
+        if !self.shared.admit_address(peer) {
+            return client;
+        }
+        let Ok(permit) = acquire(&self.global_limit) else {
+            switchboard_broker::Metrics::incr(&self.shared.broker.metrics().connections_refused);
+            return client;
+        };
         let shared = self.shared.clone();
         let cancel = self.cancel.child_token();
         let anonymous = self
             .addrs
             .first()
             .is_none_or(|address| auth::anonymous_on(&shared, address.ip()));
-        self.tracker
-            .spawn(connection::run(server, peer, shared, cancel, anonymous));
+        self.tracker.spawn(async move {
+            connection::run(
+                server,
+                peer,
+                shared,
+                cancel,
+                anonymous,
+                auth::CertificateUser::NotUsed,
+            )
+            .await;
+            drop(permit);
+        });
         client
     }
 
@@ -306,7 +435,7 @@ async fn accept_loop(
         n => Some(Arc::new(Semaphore::new(n))),
     };
     let anonymous = auth::anonymous_on(&shared, bound.options.address.ip());
-    let mut backoff = ACCEPT_BACKOFF_START;
+    let mut backoff = limits::ACCEPT_BACKOFF_START;
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -314,19 +443,29 @@ async fn accept_loop(
         };
         let (stream, peer) = match accepted {
             Ok(pair) => {
-                backoff = ACCEPT_BACKOFF_START;
+                backoff = limits::ACCEPT_BACKOFF_START;
                 pair
             }
             Err(error) => {
+                // Out of file descriptors (EMFILE/ENFILE) or memory: accepting again
+                // at once would fail again and spin a core. Existing connections
+                // carry on meanwhile.
+                switchboard_broker::Metrics::incr(&shared.broker.metrics().accept_errors);
                 tracing::warn!(%error, listener = %bound.options.name, "accept failed; backing off {backoff:?}");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                backoff = limits::next_accept_backoff(backoff);
                 continue;
             }
         };
+        // Refused sockets are closed before any byte is read: cheaper than the
+        // CONNECT timeout, and nothing about them is trusted.
+        if !shared.admit_address(peer) {
+            drop(stream);
+            continue;
+        }
         let permits = (acquire(&global_limit), acquire(&listener_limit));
         let permits = match permits {
             (Ok(global), Ok(local)) => (global, local),
@@ -340,8 +479,9 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.child_token();
+        let transport = bound.transport.clone();
         tracker.spawn(async move {
-            connection::run(stream, peer, shared, cancel, anonymous).await;
+            transport::serve(stream, peer, transport, shared, cancel, anonymous).await;
             drop(permits);
         });
     }

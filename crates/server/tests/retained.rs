@@ -594,7 +594,7 @@ async fn sys_topics_are_published() {
     // the retained store (RETAIN 1) or live (the tick ran after our SUBSCRIBE) depends
     // on task scheduling, so either is accepted here.
     let mut seen = std::collections::HashMap::new();
-    while seen.len() < 12 {
+    while seen.len() < 13 {
         let publish = client.expect_publish().await;
         assert!(
             publish.topic.starts_with("$SYS/broker/"),
@@ -617,7 +617,7 @@ async fn sys_topics_are_published() {
         assert!(seen.contains_key(topic), "{topic} missing from {seen:?}");
     }
     // They are retained.
-    assert_eq!(server.broker().retained_matching("$SYS/#", 0).len(), 12);
+    assert_eq!(server.broker().retained_matching("$SYS/#", 0).len(), 13);
     let mut later = connected_in_memory(&server, ProtocolVersion::V5, "sys-later").await;
     subscribe_ok(
         &mut later,

@@ -26,7 +26,9 @@
 //!   the writer must respect (a `Message` before its references, new
 //!   reference before old one removed when moving a message).
 //! - [`Log`]: the segmented append-only log with group commit, recovery,
-//!   snapshots (checkpoints) and reclamation.
+//!   snapshots (checkpoints) and reclamation. It keeps its own [`State`]
+//!   ([`Log::with_state`]): the recovered state plus every record written
+//!   since, in log order, which is what its checkpoints write.
 //!
 //! # Directory layout
 //!
@@ -79,20 +81,32 @@
 //! never touches the disk. When the channel is full the append fails at once
 //! with [`StoreError::Backlog`]. The commit thread takes everything waiting
 //! (up to [`LogConfig::max_batch_bytes`]), assigns sequence numbers, writes
-//! it as one batch with one `write`, calls `sync_data`, and then completes
-//! every ticket in it with the sequence number of its last record. Whatever
-//! arrives during that fsync forms the next batch, so under load each fsync
-//! carries many appends. With [`SyncMode::Periodic`] tickets complete after
-//! the `write` and the fsync happens on the interval instead (loss window on
+//! it as one batch with one `write`, calls `sync_data`, applies the batch's
+//! records to the log's state, and then completes every ticket in it with the
+//! sequence number of its last record. Whatever arrives during that fsync
+//! forms the next batch, so under load each fsync carries many appends. With
+//! [`SyncMode::Periodic`] the state is updated and the tickets complete after
+//! the `write`, and the fsync happens on the interval instead (loss window on
 //! power failure: one interval; a process crash loses nothing written).
+//!
+//! **The log's state.** Only the commit thread changes it, one whole batch at
+//! a time under its lock, in log order and before the batch's tickets
+//! complete. So it never holds a record whose write failed (its owner refused
+//! what that record described), and an owner whose ticket completed finds
+//! its records in it. Each append carries its records next to their
+//! encoding for this (a queued append holds its records twice). The one
+//! exception is [`Log::append_detached`], for changes the owner has already
+//! made and does not take back: those are applied even when their write
+//! fails, so the checkpoint that the failure makes due writes them.
 //!
 //! A segment is closed (after an fsync) once it reaches
 //! [`LogConfig::segment_bytes`] and the next batch starts a new file, whose
 //! directory entry is fsynced before anything in it is acknowledged.
 //!
 //! **Failures.** A failed `write` or fsync fails every ticket of that batch
-//! ([`StoreError::DiskFull`] for ENOSPC, else [`StoreError::Io`]); the commit
-//! thread lives on. It cuts the segment back to the end of the last
+//! ([`StoreError::DiskFull`] for ENOSPC, else [`StoreError::Io`]) and leaves
+//! the log's state without the batch (but for its detached appends); the
+//! commit thread lives on. It cuts the segment back to the end of the last
 //! acknowledged batch (best effort), closes it (after a failed fsync the
 //! kernel may have dropped its dirty pages, so its state is unknown), sets
 //! [`Log::needs_checkpoint`], and the next batch opens a new segment. Later
@@ -129,14 +143,24 @@
 //!
 //! # Checkpoints and reclamation
 //!
-//! [`Log::begin_checkpoint`] makes the commit thread close the current
-//! segment: every record appended before the call has a sequence number below
-//! `N`, every later one lands in a segment named `N` or higher. The owner
-//! then captures its state (reflecting at least every record appended before
-//! the call; reflecting later ones too is harmless because records are
-//! idempotent) and [`Checkpoint::write`] writes it to `snapshot-<N>.tmp`,
-//! fsyncs, renames it to `snapshot-<N>.snap` and fsyncs the directory.
-//! Appends continue throughout.
+//! [`Log::checkpoint_state`] is the whole checkpoint: [`Log::begin_checkpoint`]
+//! makes the commit thread close the current segment, so every record
+//! appended before the call has a sequence number below `N` and every later
+//! one lands in a segment named `N` or higher. The commit thread applies each
+//! batch before it takes the next command, so once the roll returns the
+//! log's state reflects every record below `N` that was written; it is
+//! captured under the state's lock (it may reflect whole batches after `N`
+//! too, which is harmless: see below) and [`Checkpoint::write`] writes it to
+//! `snapshot-<N>.tmp`, fsyncs, renames it to `snapshot-<N>.snap` and fsyncs
+//! the directory. Appends continue throughout. (An owner keeping a state of
+//! its own can use the two steps, `begin_checkpoint` then `write`, with a
+//! capture that reflects at least every written record appended before
+//! `begin_checkpoint`.)
+//!
+//! Before capturing, `checkpoint_state` drops messages nothing refers to, so
+//! the writer must append a `Message` together with (in the same
+//! [`Log::append`] as) a record referring to it: a message that is still
+//! unreferenced once its append is applied is then one nothing will refer to.
 //!
 //! Replaying the log from `N` over a snapshot that already reflects some of
 //! those records needs more than per-record idempotence, and recovery adds

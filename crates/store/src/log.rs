@@ -12,9 +12,18 @@
 //! completes every ticket in the batch. Whatever arrives during that fsync
 //! forms the next batch, so the batch size grows with the load by itself.
 //!
-//! Checkpoints ([`Log::begin_checkpoint`]) run on the caller's thread (call
-//! them from `spawn_blocking`); the commit thread only rolls to a new segment
-//! for them, so appends continue while the snapshot is written.
+//! The commit thread also owns the log's **state** (see [`Log::with_state`]):
+//! after a batch is written (and, with [`SyncMode::Always`], fsynced) it
+//! applies the batch's records to it, in log order, and only then completes
+//! the batch's tickets. A batch whose write fails is not applied (except for
+//! detached appends, [`Log::append_detached`]). So the state is what a
+//! recovery from the disk would rebuild, and an owner that sees its ticket
+//! complete with `Ok` also sees its records in the state.
+//!
+//! Checkpoints ([`Log::checkpoint_state`], [`Log::begin_checkpoint`]) run on
+//! the caller's thread (call them from `spawn_blocking`); the commit thread
+//! only rolls to a new segment for them, so appends continue while the
+//! snapshot is written.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -35,6 +44,7 @@ use crate::format::{self, frame_record, put_batch, MAX_BATCH_BODY};
 use crate::record::Record;
 use crate::recovery::{self, Recovered};
 use crate::snapshot;
+use crate::state::State;
 
 /// 64 MiB: large enough that rolling (one fsync of the directory) is rare,
 /// small enough that reclamation frees space in useful steps and recovery
@@ -191,6 +201,31 @@ struct Shared {
     syncs: AtomicU64,
     failed_batches: AtomicU64,
     backlog_refusals: AtomicU64,
+    /// What the records written so far rebuild; see [`Log::with_state`].
+    state: LogState,
+}
+
+/// The log's state: written only by the commit thread (one batch at a time,
+/// under one hold of the lock, so readers and checkpoints see whole batches),
+/// read by [`Log::with_state`] and [`Log::checkpoint_state`].
+struct LogState(Mutex<State>);
+
+impl LogState {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // `State::apply` has no panicking path; should a panic poison the
+        // lock anyway, the state is still the best account there is.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Not the state itself: a `Log` in a debug message must not print every
+/// session and message, nor wait for the commit thread.
+impl std::fmt::Debug for LogState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("LogState").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +249,14 @@ struct Append {
     /// The records, framed (length + bytes each).
     body: Bytes,
     count: u32,
+    /// The records themselves, applied to the log's state once `body` is
+    /// written. Kept rather than decoded again from `body`, which would cost
+    /// the commit thread CPU on the path of every ticket; the price is that a
+    /// queued append holds its records twice.
+    records: Vec<Record>,
+    /// Applied to the state even if the write fails: see
+    /// [`Log::append_detached`].
+    detached: bool,
     reply: oneshot::Sender<Result<u64, StoreError>>,
 }
 
@@ -295,6 +338,7 @@ impl Log {
             syncs: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             backlog_refusals: AtomicU64::new(0),
+            state: LogState(Mutex::new(opened.recovered.state.clone())),
         });
         let queue_capacity = config.queue_capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(queue_capacity);
@@ -338,12 +382,44 @@ impl Log {
     /// order of the calls that made them; serialise calls that must be
     /// ordered (for example under the lock that orders the state change).
     ///
+    /// Once the batch is written the commit thread applies the records to
+    /// the log's state ([`Log::with_state`]) and then completes the ticket
+    /// with `Ok`; if the write fails, the records are not applied and the
+    /// ticket fails. Use this for changes the owner makes only if they are
+    /// durable (it refuses them otherwise).
+    ///
     /// Never blocks. If the queue is full the ticket fails at once with
     /// [`StoreError::Backlog`]; if the records exceed the 4 GiB a batch can
     /// frame, with [`StoreError::TooLarge`].
     pub fn append(&self, records: Vec<Record>) -> Ticket {
+        self.send_append(records, false)
+    }
+
+    /// Queues `records` like [`Log::append`], for changes the owner has made
+    /// already and does not take back whatever the disk does (bookkeeping no
+    /// client waits for: acknowledgements, session detach and end, wills,
+    /// drops). Their place in the order is the same, but they are applied
+    /// to the state even if their batch's write fails: the write failure
+    /// sets [`Log::needs_checkpoint`], and the next checkpoint writes them
+    /// with the rest of the state. Until then a crash loses them.
+    ///
+    /// Never blocks. Records that never reach the commit thread (queue full,
+    /// too large, log closed) are lost from the state too: that is logged.
+    pub fn append_detached(&self, records: Vec<Record>) {
+        drop(self.send_append(records, true));
+    }
+
+    fn send_append(&self, records: Vec<Record>, detached: bool) -> Ticket {
         let (reply, receiver) = oneshot::channel();
         let ticket = Ticket { receiver };
+        // An append refused here never reaches the commit thread: not
+        // written, not applied. Nobody waits for a detached one: say so.
+        let refuse = |reply: oneshot::Sender<_>, error: StoreError| {
+            if detached {
+                tracing::error!(%error, "detached append refused; the log and its state miss it");
+            }
+            let _ = reply.send(Err(error));
+        };
         let mut body = BytesMut::with_capacity(records.len() * 64);
         for record in &records {
             frame_record(&mut body, record);
@@ -351,28 +427,36 @@ impl Log {
         let count = match u32::try_from(records.len()) {
             Ok(count) if body.len() <= MAX_BATCH_BODY => count,
             _ => {
-                let _ = reply.send(Err(StoreError::TooLarge {
-                    bytes: body.len(),
-                    max: MAX_BATCH_BODY,
-                }));
+                refuse(
+                    reply,
+                    StoreError::TooLarge {
+                        bytes: body.len(),
+                        max: MAX_BATCH_BODY,
+                    },
+                );
                 return ticket;
             }
         };
         let append = Append {
             body: body.freeze(),
             count,
+            records,
+            detached,
             reply,
         };
         match self.sender.try_send(Command::Append(append)) {
             Ok(()) => {}
             Err(TrySendError::Full(Command::Append(append))) => {
                 self.shared.backlog_refusals.fetch_add(1, Ordering::Relaxed);
-                let _ = append.reply.send(Err(StoreError::Backlog {
-                    capacity: self.queue_capacity,
-                }));
+                refuse(
+                    append.reply,
+                    StoreError::Backlog {
+                        capacity: self.queue_capacity,
+                    },
+                );
             }
             Err(TrySendError::Disconnected(Command::Append(append))) => {
-                let _ = append.reply.send(Err(StoreError::Closed));
+                refuse(append.reply, StoreError::Closed);
             }
             Err(_) => {}
         }
@@ -446,9 +530,13 @@ impl Log {
     /// is done (call from `spawn_blocking` in async code); appends continue.
     ///
     /// Then capture the state (it must reflect at least every record
-    /// appended before this call; reflecting later ones too is fine, records
-    /// being idempotent) and pass it to [`Checkpoint::write`]. Only one
-    /// checkpoint runs at a time: a second caller waits here.
+    /// appended before this call and written; reflecting later ones too is
+    /// fine, records being idempotent) and pass it to [`Checkpoint::write`].
+    /// Only one checkpoint runs at a time: a second caller waits here.
+    ///
+    /// [`Log::checkpoint_state`] does all of it with the log's own state;
+    /// this two-step form is for tests and owners that capture a state of
+    /// their own.
     pub fn begin_checkpoint(&self) -> Result<Checkpoint<'_>, StoreError> {
         let guard = self
             .checkpoint_lock
@@ -488,6 +576,45 @@ impl Log {
     ) -> Result<CheckpointReport, StoreError> {
         let checkpoint = self.begin_checkpoint()?;
         checkpoint.write(capture())
+    }
+
+    /// Reads the log's state: what applying, in log order, every record
+    /// written so far (plus detached ones whose write failed; see
+    /// [`Log::append_detached`]) to the recovered state rebuilds. A record
+    /// appears here before its ticket completes, never before it is
+    /// written, and never if its write failed.
+    ///
+    /// Holds the state's lock while `read` runs, which stops the commit
+    /// thread from completing the next batch: keep `read` short.
+    pub fn with_state<R>(&self, read: impl FnOnce(&State) -> R) -> R {
+        read(&self.shared.state.lock())
+    }
+
+    /// A whole checkpoint of the log's own state: rolls
+    /// ([`Log::begin_checkpoint`]), then, under the state's lock, drops the
+    /// messages nothing refers to ([`State::drop_unreferenced`]) and captures
+    /// the state's records, and writes them as the snapshot, then reclaims.
+    /// Blocking: call from a blocking thread.
+    ///
+    /// Correct because the commit thread applies every batch before it takes
+    /// the roll command: the captured state reflects every record before the
+    /// checkpoint's `N` that was written, and perhaps whole batches after it
+    /// (harmless, see the crate docs). Dropping unreferenced messages
+    /// relies on the writer's rule that a `Message` is appended together
+    /// with a record referring to it (see the crate docs): batches are
+    /// applied whole, so a message unreferenced at the capture is one
+    /// nothing will refer to.
+    ///
+    /// Collecting the records holds the state's lock for time proportional
+    /// to the state; appends queue meanwhile.
+    pub fn checkpoint_state(&self) -> Result<CheckpointReport, StoreError> {
+        let checkpoint = self.begin_checkpoint()?;
+        let records: Vec<Record> = {
+            let mut state = self.shared.state.lock();
+            state.drop_unreferenced();
+            state.records().collect()
+        };
+        checkpoint.write(records)
     }
 
     /// Finishes every queued append, fsyncs and stops the commit thread.
@@ -754,7 +881,7 @@ impl Writer {
         let (Ok(count), Some(after)) = (u32::try_from(total), first.checked_add(total)) else {
             // Not reachable with `max_batch_bytes` below 4 GiB (every record
             // takes at least 6 bytes), but a wrong batch must not be written.
-            fail_all(
+            self.fail(
                 appends,
                 &StoreError::TooLarge {
                     bytes: 0,
@@ -766,7 +893,7 @@ impl Writer {
 
         if let Err(error) = self.prepare_segment(first) {
             self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
-            fail_all(appends, &error);
+            self.fail(appends, &error);
             return;
         }
         self.buffer.clear();
@@ -778,16 +905,40 @@ impl Writer {
             // may have reached the disk if removing them failed.
             self.next_sequence = after;
             self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
-            fail_all(appends, &error);
+            self.fail(appends, &error);
             return;
         }
         self.next_sequence = after;
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         self.shared.records.fetch_add(total, Ordering::Relaxed);
+        // Before the tickets: whoever sees `Ok` also sees the records in
+        // the state (the broker looks up what it wrote, see `with_state`).
+        self.apply(appends.iter());
         let mut sequence = first;
         for append in appends {
             sequence += u64::from(append.count);
             let _ = append.reply.send(Ok(sequence - 1));
+        }
+    }
+
+    /// Applies the records of `appends`, in order, to the log's state, under
+    /// one hold of its lock (a checkpoint captures whole batches).
+    fn apply<'a>(&self, appends: impl Iterator<Item = &'a Append>) {
+        let mut state = self.shared.state.lock();
+        for append in appends {
+            for record in &append.records {
+                state.apply(record);
+            }
+        }
+    }
+
+    /// Fails every append of a batch that was not written. Detached appends
+    /// are applied to the state first (see [`Log::append_detached`]); the
+    /// others are not: their owner refuses what they describe.
+    fn fail(&self, appends: Vec<Append>, error: &StoreError) {
+        self.apply(appends.iter().filter(|append| append.detached));
+        for append in appends {
+            let _ = append.reply.send(Err(error.clone()));
         }
     }
 
@@ -991,11 +1142,5 @@ impl Writer {
     /// The fault to inject at `point`, if a test set one.
     fn injected(&self, point: FaultPoint) -> Option<crate::fault::Fault> {
         self.fault.as_ref().and_then(|fault| fault.check(point))
-    }
-}
-
-fn fail_all(appends: Vec<Append>, error: &StoreError) {
-    for append in appends {
-        let _ = append.reply.send(Err(error.clone()));
     }
 }

@@ -44,7 +44,9 @@
 //!
 //! - Write a `Message` before (or in the same append as, earlier in the
 //!   `Vec`) any record that refers to it, and a `SessionUpsert` before any
-//!   record about that session.
+//!   record about that session. With [`crate::Log::checkpoint_state`], which
+//!   drops unreferenced messages, write a `Message` in the same append as
+//!   the first record referring to it.
 //! - When moving a message between sessions (shared subscription hand-over),
 //!   write the new `Enqueue` before the old `Dequeue`: the message is dropped
 //!   as soon as nothing refers to it, and is not referenced again after that.

@@ -762,3 +762,162 @@ fn the_log_can_be_shared_between_threads() {
     shareable::<Ticket>();
     shareable::<State>();
 }
+
+// ----- the log's own state -------------------------------------------------
+
+#[test]
+fn the_state_holds_a_batch_before_its_ticket_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, fault) = with_faults(dir.path());
+    let (log, _) = open(config);
+    let mut truth = State::new();
+    commit(&log, &mut truth, session("c"));
+    fault.hold_writes();
+    let ticket = log.append(queued("c", 1, 10));
+    fault.wait_until_held();
+    // Not written yet: not in the state.
+    assert_eq!(
+        log.with_state(|state| queue_ids(state, "c")),
+        Vec::<u64>::new()
+    );
+    fault.release_writes();
+    ticket.wait_blocking().unwrap();
+    for record in queued("c", 1, 10) {
+        truth.apply(&record);
+    }
+    // The ticket completed: the records are in the state, no waiting needed.
+    assert!(log.with_state(|state| *state == truth));
+}
+
+#[test]
+fn a_batch_whose_write_fails_reaches_neither_the_state_nor_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, fault) = with_faults(dir.path());
+    let (log, _) = open(config.clone());
+    let mut truth = State::new();
+    commit(&log, &mut truth, session("c"));
+    commit(&log, &mut truth, queued("c", 1, 100));
+    fault.set(
+        FaultPoint::SegmentWrite,
+        Fault::partial(io::ErrorKind::StorageFull, 40),
+    );
+    let mut refused = queued("c", 2, 100);
+    refused.push(Record::Retain {
+        topic: "t".into(),
+        message_id: 2,
+    });
+    refused.push(Record::InboundQos2 {
+        client_id: "c".into(),
+        packet_id: 7,
+    });
+    assert!(log
+        .append(refused)
+        .wait_blocking()
+        .unwrap_err()
+        .is_disk_full());
+    fault.clear_all();
+    commit(&log, &mut truth, queued("c", 3, 100));
+    assert!(log.with_state(|state| *state == truth));
+    assert!(log.needs_checkpoint());
+
+    let report = log.checkpoint_state().unwrap();
+    assert!(!log.needs_checkpoint());
+    assert_eq!(report.records, 5, "{report:?}");
+    drop(log);
+    let (_log, recovered) = open(config);
+    assert!(recovered.report.is_clean(), "{:?}", recovered.report);
+    assert_eq!(recovered.state, truth);
+    assert_eq!(queue_ids(&recovered.state, "c"), vec![1, 3]);
+    assert!(recovered.state.retained().is_empty());
+    assert!(recovered
+        .state
+        .session("c")
+        .unwrap()
+        .inbound_qos2()
+        .is_empty());
+}
+
+#[test]
+fn a_detached_append_reaches_the_state_even_if_its_write_fails() {
+    // Bookkeeping the owner has done already (here: a delivered message left
+    // the queue) must not come back: the checkpoint the failure makes due
+    // writes it, while a refused append in the same batch stays out.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, fault) = with_faults(dir.path());
+    let (log, _) = open(config.clone());
+    let mut truth = State::new();
+    commit(&log, &mut truth, session("c"));
+    commit(&log, &mut truth, queued("c", 1, 100));
+    fault.hold_writes();
+    let held = log.append(session("other"));
+    fault.wait_until_held();
+    let dequeue = Record::Dequeue {
+        client_id: "c".into(),
+        message_id: 1,
+    };
+    log.append_detached(vec![dequeue.clone()]);
+    let refused = log.append(queued("c", 2, 100));
+    fault.set(FaultPoint::SegmentWrite, Fault::new(io::ErrorKind::Other));
+    fault.release_writes();
+    assert!(held.wait_blocking().is_err());
+    assert!(refused.wait_blocking().is_err());
+    // The held batch, then the one holding both appends, failed.
+    assert_eq!(log.stats().failed_batches, 2);
+    truth.apply(&dequeue);
+    assert!(log.with_state(|state| *state == truth));
+    fault.clear_all();
+
+    log.checkpoint_state().unwrap();
+    drop(log);
+    let (_log, recovered) = open(config);
+    assert_eq!(recovered.state, with_truth_dropped(truth));
+    assert_eq!(queue_ids(&recovered.state, "c"), Vec::<u64>::new());
+    assert!(recovered.state.session("other").is_none());
+}
+
+#[test]
+fn the_state_starts_as_what_was_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut truth = State::new();
+    {
+        let (log, _) = open(config(dir.path()));
+        commit(&log, &mut truth, session("c"));
+        commit(&log, &mut truth, queued("c", 1, 100));
+        log.checkpoint_state().unwrap();
+        commit(&log, &mut truth, queued("c", 2, 100));
+    }
+    let (log, recovered) = open(config(dir.path()));
+    assert_eq!(recovered.state, truth);
+    assert!(log.with_state(|state| *state == recovered.state));
+    commit(&log, &mut truth, queued("c", 3, 100));
+    assert_eq!(log.with_state(|state| queue_ids(state, "c")), vec![1, 2, 3]);
+}
+
+#[test]
+fn checkpoints_of_the_state_between_appends_recover_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut truth = State::new();
+    let (log, _) = open(config(dir.path()));
+    commit(&log, &mut truth, session("c"));
+    for id in 1..=12 {
+        commit(&log, &mut truth, queued("c", id, 100));
+        if id % 3 == 0 {
+            commit(
+                &log,
+                &mut truth,
+                vec![Record::Dequeue {
+                    client_id: "c".into(),
+                    message_id: id - 1,
+                }],
+            );
+            log.checkpoint_state().unwrap();
+        }
+    }
+    drop(log);
+    let (_log, recovered) = open(config(dir.path()));
+    assert_eq!(recovered.state, with_truth_dropped(truth));
+    assert_eq!(
+        queue_ids(&recovered.state, "c"),
+        vec![1, 3, 4, 6, 7, 9, 10, 12]
+    );
+}

@@ -10,7 +10,26 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard_config::{Config, Overrides};
-use switchboard_server::{Durability, ListenerKind, ListenerOptions, Server, ServerOptions};
+use switchboard_server::{
+    Durability, ListenerKind, ListenerOptions, Server, ServerOptions, TlsOptions, WebSocketOptions,
+};
+
+/// The server's rate limits from `[limits]` (0 = unlimited).
+fn rate_limits(limits: &switchboard_config::LimitsConfig) -> switchboard_server::RateLimits {
+    let rate = |per_second: u64| {
+        (per_second > 0).then(|| switchboard_server::Rate::per_second(per_second))
+    };
+    switchboard_server::RateLimits {
+        connections_per_address: (limits.connection_rate_per_address > 0).then(|| {
+            switchboard_server::Rate {
+                per_second: u64::from(limits.connection_rate_per_address),
+                burst: u64::from(limits.connection_burst_per_address),
+            }
+        }),
+        client_messages: rate(u64::from(limits.client_message_rate)),
+        client_bytes: rate(limits.client_byte_rate),
+    }
+}
 
 /// `durability = "periodic"` fsyncs this often: the most a power loss can take.
 const PERIODIC_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -60,6 +79,40 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     listen: Vec<std::net::SocketAddr>,
+    /// MQTT over TLS listener address; repeatable. Uses --cert and --key. Replaces the
+    /// config file's tls listeners.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LISTEN_TLS",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    listen_tls: Vec<std::net::SocketAddr>,
+    /// MQTT over WebSocket listener address (path /mqtt); repeatable. Replaces the config
+    /// file's ws listeners.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LISTEN_WS",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    listen_ws: Vec<std::net::SocketAddr>,
+    /// MQTT over secure WebSocket listener address (path /mqtt); repeatable. Uses --cert
+    /// and --key. Replaces the config file's wss listeners.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LISTEN_WSS",
+        value_name = "ADDR:PORT",
+        value_delimiter = ','
+    )]
+    listen_wss: Vec<std::net::SocketAddr>,
+    /// Certificate chain (PEM) for the --listen-tls and --listen-wss listeners. SIGHUP
+    /// reloads it.
+    #[arg(long, env = "SWITCHBOARD_CERT", value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) for the --listen-tls and --listen-wss listeners. SIGHUP reloads it.
+    #[arg(long, env = "SWITCHBOARD_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Where durable state is kept (used by durability modes that write to disk).
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -104,6 +157,17 @@ struct ServeArgs {
         default_missing_value = "true"
     )]
     allow_anonymous: Option<bool>,
+    /// Address of the web console, HTTP API and /metrics (default 127.0.0.1:8080).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HTTP",
+        value_name = "ADDR:PORT",
+        conflicts_with = "no_http"
+    )]
+    http: Option<std::net::SocketAddr>,
+    /// Serve no web console, HTTP API or metrics.
+    #[arg(long)]
+    no_http: bool,
 }
 
 fn main() -> ExitCode {
@@ -124,8 +188,8 @@ fn main() -> ExitCode {
             Command::Pub(args) => switchboard_client::cli::run_pub(args).await,
             Command::Sub(args) => switchboard_client::cli::run_sub(args).await,
             Command::Req(args) => switchboard_client::cli::run_req(args).await,
-            Command::Bench(args) => switchboard_bench::run(args).await,
             Command::Passwd(args) => passwd::run(args),
+            Command::Bench(args) => switchboard_bench::run(args).await,
         }
     });
     match result {
@@ -140,6 +204,11 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: args.listen,
+        listen_tls: args.listen_tls,
+        listen_ws: args.listen_ws,
+        listen_wss: args.listen_wss,
+        cert_file: args.cert,
+        key_file: args.key,
         data_dir: args.data_dir,
         log_level: args.log_level,
         max_connections: args.max_connections,
@@ -152,6 +221,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         password_file: args.password_file,
         acl_file: args.acl_file,
         allow_anonymous: args.allow_anonymous,
+        http_address: args.http,
+        http_enabled: args.no_http.then_some(false),
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -160,18 +231,79 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&config.log_level);
     let shutdown = shutdown_signal()?;
     let auth = load_auth(&config)?;
-    reload_on_hangup(auth.clone())?;
+    // Filled in once the listeners have loaded their certificates.
+    let certificates = Arc::new(std::sync::OnceLock::new());
+    reload_on_hangup(auth.clone(), certificates.clone())?;
     let options = server_options(&config, auth)?;
+    let console = console_options(&config)?;
     let server = Server::bind(options)
         .await
         .context("cannot start the broker")?;
-    for address in server.local_addrs() {
+    let _ = certificates.set(server.certificates());
+    for (listener, address) in server.listeners() {
         tracing::info!(
-            "switchboard {} listening on {address}",
-            env!("CARGO_PKG_VERSION")
+            listener = %listener.name,
+            "switchboard {} listening on {address} ({})",
+            env!("CARGO_PKG_VERSION"),
+            listener.kind.as_str()
         );
     }
-    server.run(shutdown).await;
+    let http = match console {
+        Some(console) => {
+            let address = config.http.address;
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => Some((listener, console)),
+                // A zero-configuration broker must not fail to start because
+                // some other program has 127.0.0.1:8080; an address asked for
+                // explicitly must be served or the start fails.
+                Err(error) if address == switchboard_config::DEFAULT_HTTP_ADDRESS => {
+                    tracing::warn!(
+                        %address,
+                        %error,
+                        "web console not started: its default address is taken; choose \
+                         another with --http ADDR:PORT or [http] address, or set --no-http"
+                    );
+                    None
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!(
+                            "cannot listen for HTTP (the web console) on {address}; move it \
+                             with --http ADDR:PORT or turn it off with --no-http"
+                        )
+                    })
+                }
+            }
+        }
+        None => None,
+    };
+    let running = server.start();
+    let cancel = switchboard_console::CancellationToken::new();
+    let console_task = http.map(|(listener, console)| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!("web console and HTTP API on http://{address}/");
+        }
+        let ready = console.ready.clone();
+        let task = tokio::spawn(switchboard_console::serve(
+            listener,
+            running.broker(),
+            console,
+            cancel.clone(),
+        ));
+        // The MQTT listeners were bound by `Server::bind` and accept from now on.
+        ready.set_ready();
+        task
+    });
+    shutdown.await;
+    cancel.cancel();
+    if let Some(task) = console_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the HTTP console failed"),
+            Err(error) => tracing::error!(%error, "the HTTP console task failed"),
+        }
+    }
+    running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -255,7 +387,10 @@ fn load_auth(config: &Config) -> anyhow::Result<Arc<switchboard_auth::Auth>> {
 /// Reloads the password and ACL files on SIGHUP. Installed before the
 /// listeners start, so an early SIGHUP does not kill the process (its default
 /// action). A file with errors leaves the old ones in force (logged).
-fn reload_on_hangup(auth: Arc<switchboard_auth::Auth>) -> anyhow::Result<()> {
+fn reload_on_hangup(
+    auth: Arc<switchboard_auth::Auth>,
+    certificates: Arc<std::sync::OnceLock<switchboard_server::Certificates>>,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -266,12 +401,56 @@ fn reload_on_hangup(auth: Arc<switchboard_auth::Auth>) -> anyhow::Result<()> {
                 let auth = auth.clone();
                 // File reading is blocking I/O; errors are logged by `reload`.
                 let _ = tokio::task::spawn_blocking(move || auth.reload()).await;
+                // TLS certificates: new handshakes get the new ones; a listener
+                // whose files fail keeps its old one (logged by `reload`).
+                if let Some(certificates) = certificates.get().filter(|c| !c.is_empty()) {
+                    tracing::info!("SIGHUP: reloading the TLS certificates");
+                    let certificates = certificates.clone();
+                    let _ = tokio::task::spawn_blocking(move || certificates.reload()).await;
+                }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = auth;
+    let _ = (auth, certificates);
     Ok(())
+}
+
+/// The web console's options from `[http]`, or `None` when it is off. Reads
+/// the token file and checks the admin hash and the access rule now, so
+/// that a bad setting stops the broker before it listens.
+fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console::ConsoleOptions>> {
+    let http = &config.http;
+    if !http.enabled {
+        return Ok(None);
+    }
+    let mut tokens = http.tokens.clone();
+    if let Some(path) = &http.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the HTTP token file {}", path.display()))?;
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    let admin = match (&http.admin_user, &http.admin_password_hash) {
+        (Some(user), Some(hash)) => Some(
+            switchboard_console::AdminCredentials::new(user, hash)
+                .context("invalid [http] admin credentials")?,
+        ),
+        _ => None,
+    };
+    let options = switchboard_console::ConsoleOptions {
+        allow_anonymous: http.allow_anonymous,
+        tokens,
+        admin,
+        ..switchboard_console::ConsoleOptions::default()
+    };
+    switchboard_console::check_access(&options, http.address)
+        .context("cannot start the web console")?;
+    Ok(Some(options))
 }
 
 /// Maps the user-facing configuration onto what the server and broker take.
@@ -280,15 +459,23 @@ fn server_options(
     auth: Arc<switchboard_auth::Auth>,
 ) -> anyhow::Result<ServerOptions> {
     let mut listeners = Vec::new();
-    for (position, listener) in config.listeners.iter().enumerate() {
+    for listener in &config.listeners {
+        let tls = || TlsOptions {
+            // Validation guarantees both for tls and wss listeners.
+            cert_file: listener.cert_file.clone().unwrap_or_default(),
+            key_file: listener.key_file.clone().unwrap_or_default(),
+            client_ca_file: listener.client_ca_file.clone(),
+            require_client_cert: listener.require_client_cert,
+            use_subject_as_username: listener.use_subject_as_username,
+        };
+        let websocket = || WebSocketOptions {
+            path: listener.ws_path().to_owned(),
+        };
         let kind = match listener.kind {
             switchboard_config::ListenerKind::Tcp => ListenerKind::Tcp,
-            other => anyhow::bail!(
-                "listener {} ({}): kind {:?} is not supported yet; only tcp is",
-                position + 1,
-                listener.address,
-                other
-            ),
+            switchboard_config::ListenerKind::Tls => ListenerKind::Tls(tls()),
+            switchboard_config::ListenerKind::Ws => ListenerKind::Ws(websocket()),
+            switchboard_config::ListenerKind::Wss => ListenerKind::Wss(tls(), websocket()),
         };
         listeners.push(ListenerOptions {
             name: listener
@@ -308,6 +495,7 @@ fn server_options(
         receive_maximum: limits.max_inflight,
         max_queued_messages: limits.max_queued_messages,
         max_queued_bytes: limits.max_queued_bytes,
+        max_queued_bytes_total: limits.max_queued_bytes_total,
         queue_qos0_offline: session.queue_qos0_offline,
         max_session_expiry: session.max_session_expiry_secs,
         max_keep_alive: session.max_keep_alive_secs,
@@ -344,6 +532,7 @@ fn server_options(
         listeners,
         max_connections: limits.max_connections,
         connect_timeout: limits.connect_timeout(),
+        rates: rate_limits(limits),
         broker,
         durability,
         store_fault_injector: None,

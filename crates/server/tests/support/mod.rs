@@ -720,3 +720,35 @@ impl V5 {
         self.closed().await;
     }
 }
+
+// ----- Listeners of every transport (transports tests) -----
+
+/// A listener of `kind` on `address` (port 0 picks a free one), no own cap.
+pub fn listener(name: &str, kind: ListenerKind, address: SocketAddr) -> ListenerOptions {
+    ListenerOptions {
+        name: name.into(),
+        kind,
+        address,
+        max_connections: 0,
+    }
+}
+
+/// [`options`] with these listeners instead of the one TCP listener.
+pub fn options_with_listeners(listeners: Vec<ListenerOptions>) -> ServerOptions {
+    let mut options = options();
+    options.listeners = listeners;
+    options
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+    /// The stream under the client (a TLS stream: its peer certificates).
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    /// Flushes the stream: a TLS or WebSocket client stream may hold what
+    /// `send` wrote until then.
+    pub async fn flush(&mut self) {
+        self.stream.flush().await.expect("flush");
+    }
+}

@@ -530,3 +530,99 @@ impl Broker {
         self.log.lock().unwrap().clone()
     }
 }
+
+// ----- TLS and WebSocket listeners -----
+
+impl Broker {
+    /// The address the broker reported for its first listener of `kind`
+    /// (`tcp`, `tls`, `ws`, `wss`): its "listening on ADDR (KIND)" log line.
+    pub fn listener_address(&self, kind: &str) -> SocketAddr {
+        let marker = format!("({kind})");
+        let start = Instant::now();
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                let mut tokens = rest.split_whitespace();
+                let address = tokens.next()?.parse::<SocketAddr>().ok()?;
+                (tokens.next()? == marker).then_some(address)
+            });
+            if let Some(address) = found {
+                return address;
+            }
+            assert!(start.elapsed() < GUARD, "no {kind} listener reported");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Runs a Mosquitto client against 127.0.0.1:`port` to completion; returns
+/// its exit status and stdout lines (failure is for the caller to judge).
+pub fn mosquitto_at(program: &str, port: u16, args: &[&str]) -> (ExitStatus, Vec<String>) {
+    require(program);
+    let mut child = Command::new(program)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mosquitto client");
+    let stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let status = match wait_child(&mut child, GUARD) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish");
+        }
+    };
+    (status, reader.join().unwrap())
+}
+
+impl Sub {
+    /// Like [`Sub::start`], against 127.0.0.1:`port` (a TLS listener: pass
+    /// `--cafile` and friends in `args`).
+    pub fn start_at(port: u16, args: &[&str]) -> Sub {
+        require("mosquitto_sub");
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto_sub");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (subscribed_sender, subscribed) = mpsc::channel();
+        let writer = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("Client ") || line.starts_with("Subscribed (") {
+                    if line.contains("received SUBACK") {
+                        let _ = subscribed_sender.send(());
+                    }
+                    continue;
+                }
+                writer.lock().unwrap().push(line);
+            }
+        });
+        subscribed
+            .recv_timeout(GUARD)
+            .expect("mosquitto_sub never got its SUBACK");
+        Sub { child, lines }
+    }
+}

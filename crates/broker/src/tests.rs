@@ -1,0 +1,104 @@
+//! Tests of what the broker stages for the durable store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_codec::QoS;
+use switchboard_session::{Message, SharedMessage};
+
+use crate::persist::{LogConfig, Store};
+use crate::{Broker, Record, Settings};
+
+fn retained(id: u64, topic: &str, payload: &'static [u8]) -> SharedMessage {
+    Arc::new(Message {
+        id,
+        topic: topic.to_owned(),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+        expires_at: None,
+    })
+}
+
+/// A broker with a store in `dir` and the given retained limits.
+fn durable_broker(dir: &std::path::Path, max_messages: usize, max_bytes: usize) -> Broker {
+    let settings = Settings {
+        max_retained_messages: max_messages,
+        max_retained_bytes: max_bytes,
+        sys_interval: None,
+        ..Settings::default()
+    };
+    let now = Instant::now();
+    let (store, recovered) = Store::open(LogConfig::new(dir), now).unwrap();
+    Broker::with_store(settings, now, store, &recovered.state).0
+}
+
+/// What `stage_publish` stages for `message` (nobody subscribes).
+fn staged(broker: &Broker, message: &Message) -> Option<Vec<Record>> {
+    let route = broker.route(None, message);
+    let mut records = Vec::new();
+    broker
+        .stage_publish(&route, message, &mut records)
+        .then_some(records)
+}
+
+fn retained_topics(dir: &std::path::Path) -> Vec<String> {
+    let (_store, recovered) = Store::open(LogConfig::new(dir), Instant::now()).unwrap();
+    recovered.state.retained().keys().cloned().collect()
+}
+
+#[test]
+fn a_retained_message_over_the_count_limit_stages_no_retain() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = durable_broker(dir.path(), 1, 0);
+    let first = retained(1, "r/1", b"first");
+    assert!(matches!(
+        staged(&broker, &first).as_deref(),
+        Some([Record::Message { .. }, Record::Retain { .. }])
+    ));
+    broker.publish(None, first, Instant::now());
+    assert_eq!(broker.retained_count(), 1);
+
+    // A second topic would be refused by the retained store: nothing to keep.
+    let second = retained(2, "r/2", b"second");
+    assert_eq!(staged(&broker, &second), None);
+    broker.publish(None, second, Instant::now());
+    assert_eq!(broker.retained_count(), 1);
+
+    // Replacing the one retained topic stays within the limit; clearing is
+    // always recorded.
+    let replacement = retained(3, "r/1", b"replacement");
+    assert!(matches!(
+        staged(&broker, &replacement).as_deref(),
+        Some([Record::Message { .. }, Record::Retain { .. }])
+    ));
+    let clear = retained(4, "r/2", b"");
+    assert!(matches!(
+        staged(&broker, &clear).as_deref(),
+        Some([Record::RetainClear { .. }])
+    ));
+    drop(broker);
+    // The refused message did not reach the disk.
+    assert_eq!(retained_topics(dir.path()), ["r/1"]);
+}
+
+#[test]
+fn a_retained_replacement_over_the_byte_limit_stages_no_retain() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = retained(1, "r/1", b"small");
+    let broker = durable_broker(dir.path(), 0, small.size() + 2);
+    broker.publish(None, small, Instant::now());
+    let large = retained(2, "r/1", b"much too large");
+    assert_eq!(staged(&broker, &large), None);
+    broker.publish(None, large, Instant::now());
+    let kept = broker.retained_matching("r/1", 0);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(&kept[0].payload[..], b"small");
+    drop(broker);
+    // After a restart the topic still holds the message that was retained.
+    let (_store, recovered) = Store::open(LogConfig::new(dir.path()), Instant::now()).unwrap();
+    let id = recovered.state.retained()["r/1"];
+    assert_eq!(id, 1);
+}

@@ -1,0 +1,355 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4),
+//! written by hand: a few dozen families do not need a metrics library.
+//!
+//! Naming: `switchboard_` prefix, base units (bytes, seconds), counters end
+//! in `_total`. Gauges summed over sessions (queued messages and bytes,
+//! in-flight) cost one walk over the sessions per scrape.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use switchboard_broker::Metrics;
+
+use crate::Console;
+
+/// The content type Prometheus expects for the text format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Accumulates metric families.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn new() -> Exposition {
+        Exposition {
+            out: String::with_capacity(8 * 1024),
+        }
+    }
+
+    /// A family: its HELP and TYPE lines and one sample per label set.
+    fn family<V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: &[(&[(&str, &str)], V)],
+    ) {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            self.out.push_str(name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (index, (label, label_value)) in labels.iter().enumerate() {
+                    if index > 0 {
+                        self.out.push(',');
+                    }
+                    let _ = write!(self.out, "{label}=\"{}\"", escape_label(label_value));
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {value}");
+        }
+    }
+
+    fn single<V: std::fmt::Display>(&mut self, name: &str, kind: Kind, help: &str, value: V) {
+        self.family(name, kind, help, &[(&[], value)]);
+    }
+}
+
+/// HELP text escapes backslash and newline.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition.
+pub(crate) fn render(state: &Console) -> String {
+    let broker = &state.broker;
+    let metrics = broker.metrics();
+    let get = Metrics::get;
+    let gauges = crate::api::gauges(broker);
+    let mut out = Exposition::new();
+    use Kind::{Counter, Gauge};
+
+    out.family(
+        "switchboard_build_info",
+        Gauge,
+        "Always 1; the version is in the label.",
+        &[(&[("version", crate::VERSION)], 1)],
+    );
+    out.single(
+        "switchboard_uptime_seconds",
+        Gauge,
+        "Seconds since the broker started.",
+        Instant::now()
+            .saturating_duration_since(broker.started())
+            .as_secs(),
+    );
+    out.single(
+        "switchboard_ready",
+        Gauge,
+        "1 once the MQTT listeners accept connections.",
+        u8::from(state.options.ready.is_ready()),
+    );
+    out.single(
+        "switchboard_connections",
+        Gauge,
+        "MQTT connections open now.",
+        get(&metrics.connections_current),
+    );
+    out.single(
+        "switchboard_connections_total",
+        Counter,
+        "MQTT connections accepted (CONNECT succeeded) since start.",
+        get(&metrics.connections_total),
+    );
+    out.single(
+        "switchboard_connections_refused_total",
+        Counter,
+        "Connections closed at once because a connection limit was reached.",
+        get(&metrics.connections_refused),
+    );
+    out.single(
+        "switchboard_sessions",
+        Gauge,
+        "Sessions, connected or not.",
+        gauges.sessions,
+    );
+    out.single(
+        "switchboard_subscriptions",
+        Gauge,
+        "Subscriptions in the topic index, shared memberships included.",
+        broker.subscription_count(),
+    );
+    out.single(
+        "switchboard_retained_messages",
+        Gauge,
+        "Retained messages stored.",
+        broker.retained_count(),
+    );
+    out.single(
+        "switchboard_queued_messages",
+        Gauge,
+        "Messages waiting in session queues, summed over sessions.",
+        gauges.queued_messages,
+    );
+    out.single(
+        "switchboard_queued_bytes",
+        Gauge,
+        "Bytes of messages waiting in session queues, summed over sessions.",
+        gauges.queued_bytes,
+    );
+    out.single(
+        "switchboard_inflight_messages",
+        Gauge,
+        "Outgoing QoS 1 and 2 messages sent and not yet acknowledged, summed over sessions.",
+        gauges.inflight,
+    );
+
+    let by_qos = |counters: &[AtomicU64; 3]| -> Vec<u64> { counters.iter().map(get).collect() };
+    let received = by_qos(&metrics.publish_received_by_qos);
+    let sent = by_qos(&metrics.publish_sent_by_qos);
+    let qos_samples = |values: &[u64]| -> Vec<(&'static [(&'static str, &'static str)], u64)> {
+        const LABELS: [&[(&str, &str)]; 3] = [&[("qos", "0")], &[("qos", "1")], &[("qos", "2")]];
+        LABELS.iter().copied().zip(values.iter().copied()).collect()
+    };
+    out.family(
+        "switchboard_messages_received_total",
+        Counter,
+        "PUBLISH packets received from clients, by QoS.",
+        &qos_samples(&received),
+    );
+    out.family(
+        "switchboard_messages_sent_total",
+        Counter,
+        "PUBLISH packets sent to clients, by QoS.",
+        &qos_samples(&sent),
+    );
+    out.single(
+        "switchboard_bytes_received_total",
+        Counter,
+        "Bytes read from MQTT connections (all packets).",
+        get(&metrics.bytes_received),
+    );
+    out.single(
+        "switchboard_bytes_sent_total",
+        Counter,
+        "Bytes written to MQTT connections (all packets).",
+        get(&metrics.bytes_sent),
+    );
+    out.family(
+        "switchboard_messages_dropped_total",
+        Counter,
+        "Messages not delivered, by reason.",
+        &[
+            (
+                &[("reason", "queue_full")],
+                get(&metrics.dropped_queue_full),
+            ),
+            (
+                &[("reason", "queue_bytes_full")],
+                get(&metrics.dropped_queue_bytes_full),
+            ),
+            (
+                &[("reason", "qos0_offline")],
+                get(&metrics.dropped_qos0_offline),
+            ),
+            (&[("reason", "expired")], get(&metrics.dropped_expired)),
+            (&[("reason", "too_large")], get(&metrics.dropped_too_large)),
+            (
+                &[("reason", "no_subscribers")],
+                get(&metrics.dropped_no_subscribers),
+            ),
+            (
+                &[("reason", "not_authorized")],
+                get(&metrics.dropped_not_authorized),
+            ),
+        ],
+    );
+    out.single(
+        "switchboard_store_refusals_total",
+        Counter,
+        "Messages refused because the durable store could not write them.",
+        get(&metrics.store_refusals),
+    );
+    out.single(
+        "switchboard_store_damaged_regions",
+        Gauge,
+        "Damaged regions of the durable store set aside at the last start.",
+        get(&metrics.store_damaged_regions),
+    );
+    out.single(
+        "switchboard_retained_refused_total",
+        Counter,
+        "Retained messages not stored because the retained store was full.",
+        get(&metrics.retained_refused),
+    );
+    out.single(
+        "switchboard_subscriptions_refused_total",
+        Counter,
+        "Subscription requests refused (invalid filter, quota, feature off).",
+        get(&metrics.subscriptions_refused),
+    );
+    out.single(
+        "switchboard_auth_failures_total",
+        Counter,
+        "CONNECTs refused for bad or missing credentials.",
+        get(&metrics.auth_failures),
+    );
+    out.single(
+        "switchboard_auth_throttled_total",
+        Counter,
+        "CONNECTs delayed because their address failed to log in too often.",
+        get(&metrics.auth_throttled),
+    );
+    out.single(
+        "switchboard_publish_not_authorized_total",
+        Counter,
+        "PUBLISH packets the access control list refused.",
+        get(&metrics.publish_not_authorized),
+    );
+    out.single(
+        "switchboard_protocol_errors_total",
+        Counter,
+        "Connections closed for a protocol error or malformed packet.",
+        get(&metrics.protocol_errors),
+    );
+    out.single(
+        "switchboard_keep_alive_timeouts_total",
+        Counter,
+        "Connections closed because the client went silent past its keep alive.",
+        get(&metrics.keep_alive_timeouts),
+    );
+    out.single(
+        "switchboard_connect_timeouts_total",
+        Counter,
+        "Sockets closed for not sending CONNECT in time.",
+        get(&metrics.connect_timeouts),
+    );
+    out.single(
+        "switchboard_takeovers_total",
+        Counter,
+        "Connections closed because another connected with the same client id.",
+        get(&metrics.takeovers),
+    );
+    out.single(
+        "switchboard_wills_published_total",
+        Counter,
+        "Will messages published.",
+        get(&metrics.wills_published),
+    );
+    out.single(
+        "switchboard_sessions_expired_total",
+        Counter,
+        "Sessions ended by their expiry interval.",
+        get(&metrics.sessions_expired),
+    );
+    out.single(
+        "switchboard_console_streams",
+        Gauge,
+        "Live event streams open in the web console.",
+        state.streams_open.load(Ordering::Relaxed),
+    );
+    out.single(
+        "switchboard_console_stream_dropped_total",
+        Counter,
+        "Messages the console's live views missed because a browser read too slowly (closed streams).",
+        state.stream_dropped.load(Ordering::Relaxed),
+    );
+    out.single(
+        "switchboard_console_logins",
+        Gauge,
+        "Console logins (cookies) held now.",
+        state.access.count(),
+    );
+    out.out
+}
+
+pub(crate) async fn handler(State(state): State<Console>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_written_with_help_type_and_escaped_labels() {
+        let mut out = Exposition::new();
+        out.family(
+            "x_total",
+            Kind::Counter,
+            "a\\b\nc",
+            &[(&[("a", "q\"u\\o\nte")], 3), (&[("a", "b"), ("c", "d")], 4)],
+        );
+        out.single("y", Kind::Gauge, "plain", 1.5);
+        assert_eq!(
+            out.out,
+            "# HELP x_total a\\\\b\\nc\n# TYPE x_total counter\n\
+             x_total{a=\"q\\\"u\\\\o\\nte\"} 3\nx_total{a=\"b\",c=\"d\"} 4\n\
+             # HELP y plain\n# TYPE y gauge\ny 1.5\n"
+        );
+    }
+}

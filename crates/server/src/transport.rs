@@ -1,0 +1,156 @@
+//! From an accepted TCP socket to a byte stream the connection task can
+//! serve: nothing for `tcp`, a TLS handshake for `tls`, an HTTP upgrade for
+//! `ws`, both for `wss`.
+//!
+//! The handshakes run on the connection's own task (never in the accept
+//! loop, so a slow client cannot hold up others), after the connection
+//! permits were taken (so half-open handshakes count against the limits),
+//! and within one deadline of `connect_timeout` for all of them together.
+//! The wait for CONNECT starts afterwards, with its own `connect_timeout`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::CertificateUser;
+use crate::tls::TlsListener;
+use crate::{connection, websocket, ListenerKind, Shared};
+
+/// What a listener's connections need to set up their transport.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub(crate) kind: ListenerKind,
+    /// The live TLS configuration, for `tls` and `wss` listeners.
+    pub(crate) tls: Option<Arc<TlsListener>>,
+}
+
+/// Sets up the transport on `stream` and serves the connection on it.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    transport: Arc<Transport>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    anonymous_allowed: bool,
+) {
+    let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
+    let max_packet_size = shared.options.broker.max_packet_size;
+    match (&transport.kind, &transport.tls) {
+        (ListenerKind::Tcp, _) => {
+            connection::run(
+                stream,
+                peer,
+                shared,
+                cancel,
+                anonymous_allowed,
+                CertificateUser::NotUsed,
+            )
+            .await;
+        }
+        (ListenerKind::Tls(_), Some(tls)) => {
+            let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
+                return;
+            };
+            let user = certificate_user(tls, &stream);
+            connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+        }
+        (ListenerKind::Ws(options), _) => {
+            let upgrade = websocket::accept(stream, options, max_packet_size);
+            let Some((stream, _)) =
+                within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+            else {
+                return;
+            };
+            connection::run(
+                stream,
+                peer,
+                shared,
+                cancel,
+                anonymous_allowed,
+                CertificateUser::NotUsed,
+            )
+            .await;
+        }
+        (ListenerKind::Wss(_, options), Some(tls)) => {
+            let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
+                return;
+            };
+            let user = certificate_user(tls, &stream);
+            let upgrade = websocket::accept(stream, options, max_packet_size);
+            let Some((stream, _)) =
+                within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+            else {
+                return;
+            };
+            connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+        }
+        (ListenerKind::Tls(_) | ListenerKind::Wss(..), None) => {
+            // `Server::bind` loads the TLS configuration of every tls and wss
+            // listener; without one there is nothing safe to do but close.
+            tracing::error!(%peer, "TLS listener without a TLS configuration; closing");
+        }
+    }
+}
+
+/// The TLS handshake, with the certificate current at its start.
+async fn handshake(
+    tls: &TlsListener,
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    let accept = tls.acceptor().accept(stream);
+    within(deadline, cancel, peer, "TLS handshake", accept).await
+}
+
+/// Runs one handshake step until `deadline`; `None` (logged) when it fails,
+/// times out, or the server shuts down. Failures are logged at debug level:
+/// on a public address, scanners and clients with bad certificates are
+/// routine.
+async fn within<T, E: std::fmt::Display>(
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+    peer: SocketAddr,
+    what: &str,
+    step: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        result = tokio::time::timeout_at(deadline, step) => match result {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "{what} failed; closing");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "{what} not finished within the connect timeout; closing");
+                None
+            }
+        },
+    }
+}
+
+/// The user name the client certificate gives, on a listener with
+/// `use_subject_as_username`. rustls has verified the certificate against
+/// the listener's CA by now.
+fn certificate_user(tls: &TlsListener, stream: &TlsStream<TcpStream>) -> CertificateUser {
+    if !tls.options.use_subject_as_username {
+        return CertificateUser::NotUsed;
+    }
+    let (_, connection) = stream.get_ref();
+    let Some(certificate) = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+    else {
+        return CertificateUser::Unnamed("no client certificate".to_owned());
+    };
+    match crate::subject::common_name(certificate) {
+        Ok(name) => CertificateUser::Named(Arc::from(name)),
+        Err(error) => CertificateUser::Unnamed(error.to_string()),
+    }
+}
