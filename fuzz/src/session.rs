@@ -3,12 +3,14 @@
 //!
 //! The input bytes are read as a sequence of [`Op`]s (see [`decode`] for the
 //! format; [`encode`] writes it, for the seed corpus), which drive one
-//! [`Session`] and, beside it, a reference model written from the crate's
+//! [`Session`] (with the connection's [`InboundAliases`] and [`KeepAlive`])
+//! and, beside it, a reference model written from the crate's
 //! documentation: the queue, the in-flight flows in send order, the send
-//! quota, the inbound QoS 2 ids, the drop counts and the journal. After
-//! every operation the session must have returned exactly what the model
-//! predicts (each PUBLISH field by field, each acknowledgement result, each
-//! journal event, each drop), and:
+//! quota, the inbound QoS 2 ids, the drop counts, the journal, the alias
+//! mappings and the keep alive deadline. After every operation the session
+//! must have returned exactly what the model predicts (each PUBLISH field by
+//! field, each acknowledgement result, each journal event, each drop, each
+//! alias resolution, the deadline), and:
 //!
 //! - nothing panics;
 //! - a first send takes a packet id that is not 0 and not in use
@@ -36,8 +38,8 @@ use switchboard_codec::{
     encoded_len, Ack, Packet, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode,
 };
 use switchboard_session::{
-    AckKind, ClientParams, Delivery, DropCounts, DropReason, EnqueueOutcome, IncomingQos2,
-    JournalEvent, Message, Session, SessionError, SessionLimits,
+    AckKind, ClientParams, Delivery, DropCounts, DropReason, EnqueueOutcome, InboundAliases,
+    IncomingQos2, JournalEvent, KeepAlive, Message, Session, SessionError, SessionLimits,
 };
 
 /// The `session` fuzz target.
@@ -127,9 +129,29 @@ pub enum Op {
         message: MessageSpec,
     },
     RestoreIncomingQos2(u16),
+    /// A new connection's `InboundAliases` with this Topic Alias Maximum.
+    NewAliases {
+        maximum: u8,
+    },
+    /// An inbound PUBLISH through the aliases. `topic`: 0 for an empty
+    /// topic, else an index into [`TOPICS`] plus one; `alias`: 0 for none,
+    /// else the alias plus one.
+    ResolveAlias {
+        topic: u8,
+        alias: u8,
+    },
+    /// A new `KeepAlive` with this interval, starting now.
+    KeepAliveStart {
+        interval_secs: u8,
+    },
+    /// A packet arrived, this many milliseconds before now (a caller's clock
+    /// may lag); then the deadline is checked.
+    KeepAliveActivity {
+        back_millis: u16,
+    },
 }
 
-const OP_COUNT: u8 = 21;
+const OP_COUNT: u8 = 25;
 
 /// Topics of different lengths, `$` and multi-level included; the long one
 /// makes a PUBLISH exceed small Maximum Packet Sizes.
@@ -244,7 +266,7 @@ impl IdRef {
     }
 }
 
-/// The operations in `data`: each starts with a byte whose value modulo 21
+/// The operations in `data`: each starts with a byte whose value modulo 25
 /// selects it (in the order of [`Op`]'s variants), followed by its fields,
 /// integers little-endian. A field cut off by the end of the input reads as
 /// zeros; the sequence ends with the input.
@@ -296,7 +318,20 @@ pub fn decode(data: &[u8]) -> Vec<Op> {
                 released: input.bool(),
                 message: MessageSpec::read(&mut input),
             },
-            _ => Op::RestoreIncomingQos2(input.u16()),
+            20 => Op::RestoreIncomingQos2(input.u16()),
+            21 => Op::NewAliases {
+                maximum: input.byte(),
+            },
+            22 => Op::ResolveAlias {
+                topic: input.byte(),
+                alias: input.byte(),
+            },
+            23 => Op::KeepAliveStart {
+                interval_secs: input.byte(),
+            },
+            _ => Op::KeepAliveActivity {
+                back_millis: input.u16(),
+            },
         };
         ops.push(op);
     }
@@ -394,6 +429,13 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
                 out.push(20);
                 out.extend(id.to_le_bytes());
             }
+            Op::NewAliases { maximum } => out.extend([21, *maximum]),
+            Op::ResolveAlias { topic, alias } => out.extend([22, *topic, *alias]),
+            Op::KeepAliveStart { interval_secs } => out.extend([23, *interval_secs]),
+            Op::KeepAliveActivity { back_millis } => {
+                out.push(24);
+                out.extend(back_millis.to_le_bytes());
+            }
         }
     }
     out
@@ -490,13 +532,24 @@ struct Harness {
     drops: DropCounts,
     journal_on: bool,
     journal: Vec<JournalEvent>,
+
+    /// The connection's inbound aliases, and what they should hold.
+    aliases: InboundAliases,
+    alias_maximum: u16,
+    alias_topics: BTreeMap<u16, String>,
+    /// Keep alive, and its model: 1.5 times the interval after the latest
+    /// activity.
+    keep_alive: KeepAlive,
+    keep_alive_grace: Option<Duration>,
+    last_activity: Instant,
 }
 
 impl Harness {
     fn new() -> Harness {
+        let now = Instant::now();
         Harness {
             session: Session::new(START_LIMITS),
-            now: Instant::now(),
+            now,
             next_message_id: 1,
             limits: START_LIMITS,
             client: None,
@@ -507,6 +560,12 @@ impl Harness {
             drops: DropCounts::default(),
             journal_on: false,
             journal: Vec::new(),
+            aliases: InboundAliases::new(0),
+            alias_maximum: 0,
+            alias_topics: BTreeMap::new(),
+            keep_alive: KeepAlive::new(0, now),
+            keep_alive_grace: None,
+            last_activity: now,
         }
     }
 
@@ -638,7 +697,105 @@ impl Harness {
                 self.session.restore_incoming_qos2(id);
                 self.incoming.insert(id);
             }
+            Op::NewAliases { maximum } => {
+                self.aliases = InboundAliases::new(u16::from(maximum));
+                self.alias_maximum = u16::from(maximum);
+                self.alias_topics.clear();
+            }
+            Op::ResolveAlias { topic, alias } => self.resolve_alias(topic, alias),
+            Op::KeepAliveStart { interval_secs } => {
+                self.keep_alive = KeepAlive::new(u16::from(interval_secs), self.now);
+                self.keep_alive_grace = (interval_secs != 0)
+                    .then(|| Duration::from_millis(u64::from(interval_secs) * 1500));
+                self.last_activity = self.now;
+                self.check_keep_alive();
+            }
+            Op::KeepAliveActivity { back_millis } => {
+                let at = self
+                    .now
+                    .checked_sub(Duration::from_millis(u64::from(back_millis)))
+                    .unwrap_or(self.now);
+                self.keep_alive.on_activity(at);
+                // A clock that went backwards does not move the deadline back.
+                self.last_activity = self.last_activity.max(at);
+                self.check_keep_alive();
+            }
         }
+    }
+
+    /// [MQTT-3.3.2-8], [MQTT-3.3.2-9], [MQTT-3.3.2-12]: alias 0 or above the
+    /// maximum is invalid; a topic with an alias sets the mapping; an empty
+    /// topic takes it from the mapping; an empty topic without a usable
+    /// mapping is a protocol error. On error the PUBLISH is left as it was.
+    fn resolve_alias(&mut self, topic: u8, alias: u8) {
+        let topic = match topic {
+            0 => "",
+            index => TOPICS
+                .get(usize::from(index - 1) % TOPICS.len())
+                .copied()
+                .unwrap_or("a"),
+        };
+        let alias = alias.checked_sub(1).map(u16::from);
+        let mut publish = Publish {
+            topic: topic.to_owned(),
+            properties: PublishProperties {
+                topic_alias: alias,
+                ..PublishProperties::default()
+            },
+            ..Publish::default()
+        };
+        let before = publish.clone();
+        let result = self.aliases.resolve(&mut publish);
+        let expected = match alias {
+            None if topic.is_empty() => Err(ReasonCode::PROTOCOL_ERROR),
+            None => Ok(topic.to_owned()),
+            Some(alias) if alias == 0 || alias > self.alias_maximum => {
+                Err(ReasonCode::TOPIC_ALIAS_INVALID)
+            }
+            Some(alias) if topic.is_empty() => self
+                .alias_topics
+                .get(&alias)
+                .cloned()
+                .ok_or(ReasonCode::PROTOCOL_ERROR),
+            Some(alias) => {
+                self.alias_topics.insert(alias, topic.to_owned());
+                Ok(topic.to_owned())
+            }
+        };
+        match expected {
+            Ok(topic) => {
+                assert_eq!(
+                    result,
+                    Ok(()),
+                    "alias {alias:?} with topic {:?}",
+                    before.topic
+                );
+                assert_eq!(publish.topic, topic);
+                assert_eq!(publish.properties.topic_alias, None, "the alias is cleared");
+            }
+            Err(code) => {
+                assert_eq!(
+                    result,
+                    Err(code),
+                    "alias {alias:?} with topic {:?}",
+                    before.topic
+                );
+                assert_eq!(publish, before, "a refused PUBLISH is left as it was");
+            }
+        }
+        assert_eq!(self.aliases.len(), self.alias_topics.len());
+        assert_eq!(self.aliases.is_empty(), self.alias_topics.is_empty());
+    }
+
+    /// [MQTT-3.1.2-22] (5.0): the deadline is 1.5 times the interval after
+    /// the latest activity, inclusive; interval 0 never expires.
+    fn check_keep_alive(&self) {
+        let deadline = self
+            .keep_alive_grace
+            .and_then(|grace| self.last_activity.checked_add(grace));
+        assert_eq!(self.keep_alive.deadline(), deadline, "keep alive deadline");
+        let expired = deadline.is_some_and(|deadline| self.now >= deadline);
+        assert_eq!(self.keep_alive.is_expired(self.now), expired);
     }
 
     /// What the session reports must be what the model holds.
@@ -664,6 +821,7 @@ impl Harness {
         if self.client.is_none() {
             assert!(!session.has_pending(), "has_pending while detached");
         }
+        self.check_keep_alive();
     }
 
     // ----- the model, from the crate documentation -----

@@ -41,7 +41,7 @@ use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
 use tokio::sync::mpsc;
 
 pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord};
-pub use metrics::Metrics;
+pub use metrics::{ListenerRegistry, ListenerStats, Metrics};
 pub use persist::Store;
 pub use settings::Settings;
 pub use switchboard_store::Record;

@@ -3,6 +3,7 @@
 //! retained) are not kept here but computed on demand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use switchboard_session::{DropCounts, DropReason};
 
@@ -18,6 +19,13 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     pub publish_received_by_qos: [AtomicU64; 3],
     pub publish_sent_by_qos: [AtomicU64; 3],
+    /// Payload bytes of the PUBLISH packets counted in
+    /// `publish_received_by_qos`, by QoS. Payload only (not the topic,
+    /// properties or header): what the clients asked to carry.
+    pub bytes_received_by_qos: [AtomicU64; 3],
+    /// Payload bytes of the PUBLISH packets counted in
+    /// `publish_sent_by_qos`, by QoS (payload only, as above).
+    pub bytes_sent_by_qos: [AtomicU64; 3],
     pub dropped_queue_full: AtomicU64,
     pub dropped_queue_bytes_full: AtomicU64,
     pub dropped_qos0_offline: AtomicU64,
@@ -71,6 +79,55 @@ pub struct Metrics {
     pub publish_not_authorized: AtomicU64,
     /// Deliveries the access control list withheld from a subscriber.
     pub dropped_not_authorized: AtomicU64,
+    /// Socket counts of each listener, registered when the server binds it.
+    pub listeners: ListenerRegistry,
+}
+
+/// Socket counts of one listener. A socket counts from `accept` (after the
+/// per-address rate and the connection limits let it in) until it closes,
+/// whether or not it ever sends a valid CONNECT.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Sockets open now.
+    pub connections_current: AtomicU64,
+    /// Sockets accepted since start.
+    pub connections_total: AtomicU64,
+    /// Sockets closed at once because `max_connections` (global or the
+    /// listener's) was reached; also counted in `Metrics::connections_refused`.
+    pub connections_refused: AtomicU64,
+}
+
+/// The listeners' counts by name, in registration order. A lock, not a map of
+/// atomics, because listeners are registered once at bind time and read only
+/// by the exporters; connections hold their listener's `Arc` and never lock.
+#[derive(Debug, Default)]
+pub struct ListenerRegistry {
+    listeners: Mutex<Vec<(String, Arc<ListenerStats>)>>,
+}
+
+impl ListenerRegistry {
+    /// The counts of listener `name`, created on first use: binding the same
+    /// name twice (a restarted server on the same broker) shares the counts.
+    pub fn register(&self, name: &str) -> Arc<ListenerStats> {
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, stats)) = listeners.iter().find(|(known, _)| known == name) {
+            return stats.clone();
+        }
+        let stats = Arc::new(ListenerStats::default());
+        listeners.push((name.to_owned(), stats.clone()));
+        stats
+    }
+
+    /// Every registered listener with its counts, in registration order.
+    pub fn snapshot(&self) -> Vec<(String, Arc<ListenerStats>)> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Metrics {
@@ -101,9 +158,60 @@ impl Metrics {
         }
     }
 
+    /// Counts one PUBLISH of `payload_bytes` in `counts` and `bytes` at
+    /// `qos` (0..=2; anything else is ignored rather than trusted as an index).
+    pub fn record_publish(
+        counts: &[AtomicU64; 3],
+        bytes: &[AtomicU64; 3],
+        qos: usize,
+        payload_bytes: usize,
+    ) {
+        if let (Some(count), Some(total)) = (counts.get(qos), bytes.get(qos)) {
+            Metrics::incr(count);
+            Metrics::add(total, u64::try_from(payload_bytes).unwrap_or(u64::MAX));
+        }
+    }
+
     pub fn record_drops(&self, drops: &DropCounts) {
         for (reason, count) in drops.iter() {
             Metrics::add(self.drop_counter(reason), count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_are_counted_with_their_payload_bytes_by_qos() {
+        let metrics = Metrics::default();
+        let (counts, bytes) = (&metrics.publish_sent_by_qos, &metrics.bytes_sent_by_qos);
+        Metrics::record_publish(counts, bytes, 1, 10);
+        Metrics::record_publish(counts, bytes, 1, 5);
+        Metrics::record_publish(counts, bytes, 2, 0);
+        // Not a QoS: ignored, not a panic.
+        Metrics::record_publish(counts, bytes, 3, 7);
+        let read = |array: &[AtomicU64; 3]| array.iter().map(Metrics::get).collect::<Vec<_>>();
+        assert_eq!(read(counts), [0, 2, 1]);
+        assert_eq!(read(bytes), [0, 15, 0]);
+    }
+
+    #[test]
+    fn listeners_are_registered_once_by_name_in_order() {
+        let registry = ListenerRegistry::default();
+        let plain = registry.register("plain");
+        let web = registry.register("web");
+        Metrics::incr(&plain.connections_total);
+        let again = registry.register("plain");
+        assert!(Arc::ptr_eq(&plain, &again));
+        assert!(!Arc::ptr_eq(&plain, &web));
+        let names: Vec<String> = registry
+            .snapshot()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["plain", "web"]);
+        assert_eq!(Metrics::get(&again.connections_total), 1);
     }
 }

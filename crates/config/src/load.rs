@@ -34,6 +34,7 @@ pub(crate) const LISTENER_KEYS: &[&str] = &[
     "address",
     "name",
     "max_connections",
+    "allow_anonymous",
     "cert_file",
     "key_file",
     "client_ca_file",
@@ -548,6 +549,10 @@ impl<'a> Reader<'a> {
                 "address" => address = self.address(entry, path),
                 "name" => name = self.string(entry, path),
                 "max_connections" => max_connections = self.integer(entry, path),
+                "allow_anonymous" => match entry.node.value {
+                    Value::Boolean(allow) => transport.allow_anonymous = Some(allow),
+                    _ => self.wrong_type(entry, path, "a boolean (true or false)"),
+                },
                 "cert_file" => transport.cert_file = self.string(entry, path).map(PathBuf::from),
                 "key_file" => transport.key_file = self.string(entry, path).map(PathBuf::from),
                 "client_ca_file" => {

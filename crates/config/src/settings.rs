@@ -324,6 +324,12 @@ pub struct ListenerConfig {
     /// `limits.max_connections`; `None` means only the global cap applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Whether clients without a user name may connect on this listener,
+    /// overriding `auth.allow_anonymous` and the loopback default; `None`
+    /// leaves the decision to them. `true` on a non-loopback address is an
+    /// explicit choice and passes validation without a password file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
     /// `tls` and `wss`: the certificate chain (PEM, server certificate
     /// first). Required for those kinds, refused for the others. Reloaded on
     /// SIGHUP.
@@ -379,6 +385,7 @@ impl Default for ListenerConfig {
             address: DEFAULT_LISTENER_ADDRESS,
             name: None,
             max_connections: None,
+            allow_anonymous: None,
             cert_file: None,
             key_file: None,
             client_ca_file: None,

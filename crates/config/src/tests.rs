@@ -137,6 +137,7 @@ fn known_key_lists_match_the_structs() {
     let mut config = Config::default();
     config.listeners[0].name = Some("a".into());
     config.listeners[0].max_connections = Some(1);
+    config.listeners[0].allow_anonymous = Some(false);
     config.listeners[0].cert_file = Some(PathBuf::from("c"));
     config.listeners[0].key_file = Some(PathBuf::from("k"));
     config.listeners[0].client_ca_file = Some(PathBuf::from("ca"));
@@ -195,6 +196,7 @@ fn serialized_config_reads_back_equal() {
                 address: address("[::]:8084"),
                 name: Some("web".into()),
                 max_connections: Some(500),
+                allow_anonymous: Some(false),
                 cert_file: file("cert.pem"),
                 key_file: file("key.pem"),
                 client_ca_file: file("ca.pem"),
@@ -1231,6 +1233,39 @@ fn a_public_listener_without_a_password_file_refuses_to_start() {
     assert!(anonymous_errors(&["0.0.0.0:1883"], "allow_anonymous = true").is_empty());
     assert!(anonymous_errors(&["0.0.0.0:1883"], "password_file = \"p\"").is_empty());
     assert!(anonymous_errors(&["127.0.0.1:1883", "[::1]:1883"], "").is_empty());
+}
+
+#[test]
+fn a_listener_allow_anonymous_is_read_and_opens_only_its_listener() {
+    let config = parse(
+        "[[listener]]\naddress = \"0.0.0.0:1883\"\nallow_anonymous = true\n\
+         [[listener]]\naddress = \"127.0.0.1:1884\"\nallow_anonymous = false\n\
+         [[listener]]\naddress = \"127.0.0.1:1885\"\n",
+    )
+    .unwrap();
+    let settings: Vec<Option<bool>> = config
+        .listeners
+        .iter()
+        .map(|listener| listener.allow_anonymous)
+        .collect();
+    assert_eq!(settings, [Some(true), Some(false), None]);
+    // A public listener with no password file and no override is still refused.
+    let all = errors(
+        "[[listener]]\naddress = \"0.0.0.0:1883\"\nallow_anonymous = true\n\
+         [[listener]]\naddress = \"0.0.0.0:1884\"\n",
+    );
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(all[0].to_string().contains("listener[1]"), "{}", all[0]);
+    // `false` on a public listener does not help: nobody could connect.
+    assert_eq!(
+        errors("[[listener]]\naddress = \"0.0.0.0:1883\"\nallow_anonymous = false\n").len(),
+        1
+    );
+    let wrong = errors("[[listener]]\naddress = \"127.0.0.1:1883\"\nallow_anonymous = 1\n");
+    assert!(
+        matches!(&wrong[0].problem, Problem::WrongType { key, .. } if key == "listener[0].allow_anonymous"),
+        "{wrong:#?}"
+    );
 }
 
 #[test]

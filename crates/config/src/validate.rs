@@ -540,7 +540,8 @@ impl Checker<'_> {
 
     /// The safe default for a broker reachable from the network: a listener
     /// on a non-loopback address needs a password file, unless anonymous
-    /// clients are allowed on purpose (`auth.allow_anonymous = true`).
+    /// clients are allowed on purpose (`auth.allow_anonymous = true`, or the
+    /// listener's own `allow_anonymous = true`).
     fn anonymous_listeners(&mut self, config: &Config) {
         let auth = &config.auth;
         if auth.password_file.is_some()
@@ -558,6 +559,7 @@ impl Checker<'_> {
             // certificates has no anonymous clients.
             if listener.address.ip().to_canonical().is_loopback()
                 || listener.use_subject_as_username
+                || listener.allow_anonymous == Some(true)
             {
                 continue;
             }
@@ -573,7 +575,8 @@ impl Checker<'_> {
                 "{named} is not a loopback address and no `auth.password_file` is set, so \
                  anyone who can reach it could connect without credentials: set \
                  `auth.password_file` (create it with `switchboard passwd FILE USER`), or set \
-                 `auth.allow_anonymous = true` to accept anonymous clients on purpose"
+                 `auth.allow_anonymous = true` (or the listener's `allow_anonymous = true`) \
+                 to accept anonymous clients on purpose"
             );
             self.report(
                 &[&address_path, "auth.allow_anonymous"],

@@ -180,6 +180,10 @@ pub(crate) struct Totals {
     publish_in_by_qos: [u64; 3],
     /// PUBLISH packets sent, by QoS 0, 1, 2.
     publish_out_by_qos: [u64; 3],
+    /// Payload bytes of the PUBLISH packets received, by QoS 0, 1, 2.
+    publish_bytes_in_by_qos: [u64; 3],
+    /// Payload bytes of the PUBLISH packets sent, by QoS 0, 1, 2.
+    publish_bytes_out_by_qos: [u64; 3],
 }
 
 #[derive(Debug, Serialize)]
@@ -191,6 +195,7 @@ pub(crate) struct Drops {
     too_large: u64,
     no_subscribers: u64,
     not_authorized: u64,
+    memory_budget: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,6 +210,19 @@ pub(crate) struct Refusals {
     subscriptions: u64,
     retained: u64,
     store: u64,
+    connections_rate_limited: u64,
+    packets_too_large: u64,
+    topic_names: u64,
+    publish_quota_exceeded: u64,
+}
+
+/// One listener's socket counts (see `switchboard_broker::ListenerStats`).
+#[derive(Debug, Serialize)]
+pub(crate) struct ListenerStatus {
+    name: String,
+    connections: u64,
+    connections_total: u64,
+    connections_refused: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,6 +237,10 @@ pub(crate) struct Status {
     retained: usize,
     queued_messages: usize,
     queued_bytes: usize,
+    /// Bytes counted against the broker-wide queue memory budget, and the
+    /// budget (`max_queued_bytes_total`; 0 = unlimited).
+    queued_bytes_total: usize,
+    queued_bytes_limit: usize,
     inflight: usize,
     /// Averaged over the last few seconds.
     rates: Sample,
@@ -231,6 +253,11 @@ pub(crate) struct Status {
     takeovers: u64,
     wills_published: u64,
     sessions_expired: u64,
+    accept_errors: u64,
+    clients_throttled: u64,
+    store_damaged_regions: u64,
+    /// In the order the server bound them.
+    listeners: Vec<ListenerStatus>,
     /// Live message streams open, and messages they missed (slow browser).
     streams: u64,
     stream_dropped: u64,
@@ -260,6 +287,8 @@ pub(crate) fn status(state: &Console) -> Status {
         retained: broker.retained_count(),
         queued_messages: gauges.queued_messages,
         queued_bytes: gauges.queued_bytes,
+        queued_bytes_total: broker.queued_bytes_total(),
+        queued_bytes_limit: broker.queued_bytes_limit(),
         inflight: gauges.inflight,
         rates: state.sampler.recent(),
         last_sample: state.sampler.last(),
@@ -271,6 +300,8 @@ pub(crate) fn status(state: &Console) -> Status {
             connections: get(&metrics.connections_total),
             publish_in_by_qos: by_qos(&metrics.publish_received_by_qos),
             publish_out_by_qos: by_qos(&metrics.publish_sent_by_qos),
+            publish_bytes_in_by_qos: by_qos(&metrics.bytes_received_by_qos),
+            publish_bytes_out_by_qos: by_qos(&metrics.bytes_sent_by_qos),
         },
         drops: Drops {
             queue_full: get(&metrics.dropped_queue_full),
@@ -280,6 +311,7 @@ pub(crate) fn status(state: &Console) -> Status {
             too_large: get(&metrics.dropped_too_large),
             no_subscribers: get(&metrics.dropped_no_subscribers),
             not_authorized: get(&metrics.dropped_not_authorized),
+            memory_budget: get(&metrics.dropped_memory_budget),
         },
         refusals: Refusals {
             connections: get(&metrics.connections_refused),
@@ -292,10 +324,28 @@ pub(crate) fn status(state: &Console) -> Status {
             subscriptions: get(&metrics.subscriptions_refused),
             retained: get(&metrics.retained_refused),
             store: get(&metrics.store_refusals),
+            connections_rate_limited: get(&metrics.connections_rate_limited),
+            packets_too_large: get(&metrics.packets_too_large),
+            topic_names: get(&metrics.topic_names_refused),
+            publish_quota_exceeded: get(&metrics.publish_quota_exceeded),
         },
         takeovers: get(&metrics.takeovers),
         wills_published: get(&metrics.wills_published),
         sessions_expired: get(&metrics.sessions_expired),
+        accept_errors: get(&metrics.accept_errors),
+        clients_throttled: get(&metrics.clients_throttled),
+        store_damaged_regions: get(&metrics.store_damaged_regions),
+        listeners: metrics
+            .listeners
+            .snapshot()
+            .into_iter()
+            .map(|(name, stats)| ListenerStatus {
+                name,
+                connections: get(&stats.connections_current),
+                connections_total: get(&stats.connections_total),
+                connections_refused: get(&stats.connections_refused),
+            })
+            .collect(),
         streams: state.streams_open.load(Ordering::Relaxed),
         stream_dropped: state.stream_dropped.load(Ordering::Relaxed),
     }

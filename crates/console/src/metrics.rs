@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use switchboard_broker::Metrics;
+use switchboard_broker::{ListenerStats, Metrics};
 
 use crate::Console;
 
@@ -132,6 +132,44 @@ pub(crate) fn render(state: &Console) -> String {
         get(&metrics.connections_refused),
     );
     out.single(
+        "switchboard_connections_rate_limited_total",
+        Counter,
+        "Connections closed at once because their source address connected too fast.",
+        get(&metrics.connections_rate_limited),
+    );
+    out.single(
+        "switchboard_accept_errors_total",
+        Counter,
+        "Failed accept calls (e.g. out of file descriptors), each followed by a backoff.",
+        get(&metrics.accept_errors),
+    );
+    let listeners = metrics.listeners.snapshot();
+    let listener_samples =
+        |counter: fn(&ListenerStats) -> &AtomicU64| -> Vec<(Vec<(&str, &str)>, u64)> {
+            listeners
+                .iter()
+                .map(|(name, stats)| (vec![("listener", name.as_str())], get(counter(stats))))
+                .collect()
+        };
+    out.family(
+        "switchboard_listener_connections",
+        Gauge,
+        "Sockets open now, by listener.",
+        &borrow_labels(&listener_samples(|stats| &stats.connections_current)),
+    );
+    out.family(
+        "switchboard_listener_connections_total",
+        Counter,
+        "Sockets accepted since start, by listener.",
+        &borrow_labels(&listener_samples(|stats| &stats.connections_total)),
+    );
+    out.family(
+        "switchboard_listener_connections_refused_total",
+        Counter,
+        "Sockets closed at once because a connection limit was reached, by listener.",
+        &borrow_labels(&listener_samples(|stats| &stats.connections_refused)),
+    );
+    out.single(
         "switchboard_sessions",
         Gauge,
         "Sessions, connected or not.",
@@ -162,6 +200,18 @@ pub(crate) fn render(state: &Console) -> String {
         gauges.queued_bytes,
     );
     out.single(
+        "switchboard_queued_bytes_budget_used",
+        Gauge,
+        "Bytes counted against limits.max_queued_bytes_total (the broker-wide queue memory budget).",
+        broker.queued_bytes_total(),
+    );
+    out.single(
+        "switchboard_queued_bytes_budget_limit",
+        Gauge,
+        "limits.max_queued_bytes_total; 0 means unlimited.",
+        broker.queued_bytes_limit(),
+    );
+    out.single(
         "switchboard_inflight_messages",
         Gauge,
         "Outgoing QoS 1 and 2 messages sent and not yet acknowledged, summed over sessions.",
@@ -171,6 +221,8 @@ pub(crate) fn render(state: &Console) -> String {
     let by_qos = |counters: &[AtomicU64; 3]| -> Vec<u64> { counters.iter().map(get).collect() };
     let received = by_qos(&metrics.publish_received_by_qos);
     let sent = by_qos(&metrics.publish_sent_by_qos);
+    let bytes_received = by_qos(&metrics.bytes_received_by_qos);
+    let bytes_sent = by_qos(&metrics.bytes_sent_by_qos);
     let qos_samples = |values: &[u64]| -> Vec<(&'static [(&'static str, &'static str)], u64)> {
         const LABELS: [&[(&str, &str)]; 3] = [&[("qos", "0")], &[("qos", "1")], &[("qos", "2")]];
         LABELS.iter().copied().zip(values.iter().copied()).collect()
@@ -186,6 +238,18 @@ pub(crate) fn render(state: &Console) -> String {
         Counter,
         "PUBLISH packets sent to clients, by QoS.",
         &qos_samples(&sent),
+    );
+    out.family(
+        "switchboard_publish_payload_bytes_received_total",
+        Counter,
+        "Payload bytes of the PUBLISH packets received from clients, by QoS.",
+        &qos_samples(&bytes_received),
+    );
+    out.family(
+        "switchboard_publish_payload_bytes_sent_total",
+        Counter,
+        "Payload bytes of the PUBLISH packets sent to clients, by QoS.",
+        &qos_samples(&bytes_sent),
     );
     out.single(
         "switchboard_bytes_received_total",
@@ -226,7 +290,17 @@ pub(crate) fn render(state: &Console) -> String {
                 &[("reason", "not_authorized")],
                 get(&metrics.dropped_not_authorized),
             ),
+            (
+                &[("reason", "memory_budget")],
+                get(&metrics.dropped_memory_budget),
+            ),
         ],
+    );
+    out.single(
+        "switchboard_publish_quota_exceeded_total",
+        Counter,
+        "QoS 1 and 2 publishes only partly carried out (queue memory budget or retained store full).",
+        get(&metrics.publish_quota_exceeded),
     );
     out.single(
         "switchboard_store_refusals_total",
@@ -277,6 +351,24 @@ pub(crate) fn render(state: &Console) -> String {
         get(&metrics.protocol_errors),
     );
     out.single(
+        "switchboard_packets_too_large_total",
+        Counter,
+        "Packets refused for exceeding max_packet_size (also in protocol errors).",
+        get(&metrics.packets_too_large),
+    );
+    out.single(
+        "switchboard_topic_names_refused_total",
+        Counter,
+        "PUBLISH packets whose topic name broke the topic limits or rules.",
+        get(&metrics.topic_names_refused),
+    );
+    out.single(
+        "switchboard_clients_throttled_total",
+        Counter,
+        "Times a connection stopped reading because its client exceeded its message or byte rate.",
+        get(&metrics.clients_throttled),
+    );
+    out.single(
         "switchboard_keep_alive_timeouts_total",
         Counter,
         "Connections closed because the client went silent past its keep alive.",
@@ -325,6 +417,17 @@ pub(crate) fn render(state: &Console) -> String {
         state.access.count(),
     );
     out.out
+}
+
+/// `family` takes borrowed label slices; samples built at run time (one per
+/// listener) own theirs, so this lends them out.
+fn borrow_labels<'a>(
+    samples: &'a [(Vec<(&'a str, &'a str)>, u64)],
+) -> Vec<(&'a [(&'a str, &'a str)], u64)> {
+    samples
+        .iter()
+        .map(|(labels, value)| (labels.as_slice(), *value))
+        .collect()
 }
 
 pub(crate) async fn handler(State(state): State<Console>) -> impl IntoResponse {

@@ -88,6 +88,46 @@ async fn probes_answer_and_metrics_parse() {
     );
     assert!(value("switchboard_bytes_received_total", &[]) > 0.0);
     assert!(value("switchboard_bytes_sent_total", &[]) > 0.0);
+    // Payload bytes: "one" + "two" + "three" in, "one" + "three" out.
+    assert_eq!(
+        value(
+            "switchboard_publish_payload_bytes_received_total",
+            &[("qos", "1")]
+        ),
+        11.0
+    );
+    assert_eq!(
+        value(
+            "switchboard_publish_payload_bytes_sent_total",
+            &[("qos", "1")]
+        ),
+        8.0
+    );
+    assert_eq!(
+        value(
+            "switchboard_publish_payload_bytes_received_total",
+            &[("qos", "0")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value("switchboard_listener_connections", &[("listener", "test")]),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "switchboard_listener_connections_total",
+            &[("listener", "test")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "switchboard_listener_connections_refused_total",
+            &[("listener", "test")]
+        ),
+        0.0
+    );
     assert_eq!(
         value(
             "switchboard_build_info",
@@ -101,6 +141,15 @@ async fn probes_answer_and_metrics_parse() {
         "switchboard_inflight_messages",
         "switchboard_store_refusals_total",
         "switchboard_auth_failures_total",
+        "switchboard_connections_rate_limited_total",
+        "switchboard_accept_errors_total",
+        "switchboard_packets_too_large_total",
+        "switchboard_topic_names_refused_total",
+        "switchboard_clients_throttled_total",
+        "switchboard_publish_quota_exceeded_total",
+        "switchboard_store_damaged_regions",
+        "switchboard_queued_bytes_budget_used",
+        "switchboard_queued_bytes_budget_limit",
         "switchboard_uptime_seconds",
         "switchboard_ready",
     ] {
@@ -113,6 +162,7 @@ async fn probes_answer_and_metrics_parse() {
         "expired",
         "too_large",
         "not_authorized",
+        "memory_budget",
     ] {
         value("switchboard_messages_dropped_total", &[("reason", reason)]);
     }
@@ -196,6 +246,10 @@ async fn status_reports_version_counts_and_rates() {
     assert_eq!(status["connections"], 1);
     assert_eq!(status["sessions"], 1);
     assert_eq!(status["totals"]["connections"], 1);
+    assert_eq!(status["listeners"][0]["name"], "test");
+    assert_eq!(status["listeners"][0]["connections"], 1);
+    assert_eq!(status["listeners"][0]["connections_total"], 1);
+    assert_eq!(status["queued_bytes_limit"], 0);
     // The sampler takes one sample a second.
     eventually("a rate sample", || async {
         let history = http.get("/api/v1/status/history").await.json();

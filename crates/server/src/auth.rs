@@ -59,9 +59,16 @@ pub(crate) fn install(broker: Broker, auth: &Arc<Auth>) -> Broker {
 }
 
 /// Whether clients without a user name may connect on a listener bound to
-/// `address` (see [`switchboard_auth::anonymous_allowed`]).
-pub(crate) fn anonymous_on(shared: &Shared, address: IpAddr) -> bool {
-    switchboard_auth::anonymous_allowed(shared.options.allow_anonymous, address)
+/// `address`: the listener's own `allow_anonymous` if set, otherwise
+/// [`switchboard_auth::anonymous_allowed`].
+pub(crate) fn anonymous_on(
+    shared: &Shared,
+    listener: &crate::ListenerOptions,
+    address: IpAddr,
+) -> bool {
+    listener.allow_anonymous.unwrap_or_else(|| {
+        switchboard_auth::anonymous_allowed(shared.options.allow_anonymous, address)
+    })
 }
 
 /// The user name a listener takes from the client certificate

@@ -38,7 +38,10 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Messages pulled from the session queue per wake-up, so one busy subscriber
 /// cannot starve its own reads.
 const POLL_BATCH: usize = 64;
-/// Initial read buffer; grows with the largest packet seen, up to the packet limit.
+/// Read buffer reserved while the client keeps the socket busy; grows with the
+/// largest packet seen, up to the packet limit. An idle connection holds none:
+/// the buffer is released whenever a read pass leaves it empty without having
+/// filled it, so an idle client costs the few bytes `read_buf` reserves itself.
 const READ_BUFFER: usize = 4 * 1024;
 /// How long a closing connection may take to flush its last packets.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,7 +83,8 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut read_buffer = BytesMut::with_capacity(READ_BUFFER);
+    // Empty until the first read: a connection that never sends costs no buffer.
+    let mut read_buffer = BytesMut::new();
     let mut decoder = Decoder::server(shared.options.broker.max_packet_size);
     let metrics = shared.broker.metrics();
 
@@ -230,7 +234,7 @@ pub(crate) async fn run<S>(
             .properties
             .request_problem_information
             .unwrap_or(true),
-        outgoing: Vec::with_capacity(POLL_BATCH),
+        outgoing: Vec::new(),
         client_limit,
         records: Vec::new(),
         barrier: false,
@@ -447,12 +451,12 @@ fn push(
             Metrics::add(&metrics.bytes_sent, size as u64);
             if let Packet::Publish(publish) = packet {
                 Metrics::incr(&metrics.messages_sent);
-                if let Some(counter) = metrics
-                    .publish_sent_by_qos
-                    .get(usize::from(publish.qos.as_u8()))
-                {
-                    Metrics::incr(counter);
-                }
+                Metrics::record_publish(
+                    &metrics.publish_sent_by_qos,
+                    &metrics.bytes_sent_by_qos,
+                    usize::from(publish.qos.as_u8()),
+                    publish.payload.len(),
+                );
             }
         }
         Err(error) => {
@@ -471,7 +475,8 @@ struct Connection {
     /// [MQTT-3.14.2-2]: a DISCONNECT may not set a non-zero expiry if CONNECT had 0.
     session_expiry_was_zero: bool,
     request_problem_information: bool,
-    /// Reused buffer for PUBLISH packets polled from the session.
+    /// Reused buffer for PUBLISH packets polled from the session; released when
+    /// a poll finds the queue empty, so an idle subscriber holds no batch.
     outgoing: Vec<Publish>,
     /// The client's Maximum Packet Size (v5 only).
     client_limit: Option<u32>,
@@ -528,10 +533,16 @@ impl Connection {
         if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
             return close;
         }
+        if read_buffer.is_empty() {
+            *read_buffer = BytesMut::new();
+        }
         if let Err(close) = self.finish_pass(write_buffer).await {
             return close;
         }
         let mut unflushed = false;
+        // Whether the last read filled the read buffer: the client is sending
+        // faster than one buffer per read, so keep a full-size buffer for it.
+        let mut read_full = false;
         loop {
             if write_buffer.len() < WRITE_HIGH_WATER {
                 if let Err(close) = self.pull_messages(write_buffer) {
@@ -552,6 +563,9 @@ impl Connection {
             let reading = write_buffer.len() < WRITE_HIGH_WATER && throttle.is_none();
             let deadline = deadline.filter(|_| throttle.is_none());
             let throttle = throttle.map(tokio::time::Instant::from_std);
+            if read_full {
+                read_buffer.reserve(READ_BUFFER);
+            }
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
@@ -573,6 +587,11 @@ impl Connection {
                         Ok(Written::Bytes(_)) => unflushed = true,
                         Ok(Written::Flushed) => unflushed = false,
                     }
+                    if write_buffer.is_empty() {
+                        // Drained: release it, so an idle connection holds no
+                        // write buffer (encoding reserves a fresh one).
+                        *write_buffer = BytesMut::new();
+                    }
                 }
                 read = reader.read_buf(read_buffer), if reading => {
                     match read {
@@ -582,8 +601,14 @@ impl Connection {
                             if let Some(bucket) = &mut self.byte_rate {
                                 bucket.charge(now(), n as u64);
                             }
+                            read_full = read_buffer.len() == read_buffer.capacity();
                             if let Err(close) = self.drain_packets(read_buffer, write_buffer, decoder) {
                                 return close;
+                            }
+                            if read_buffer.is_empty() && !read_full {
+                                // The socket had no more for now: release the buffer
+                                // (and with it the memory the decoded packets do not share).
+                                *read_buffer = BytesMut::new();
                             }
                             if let Err(close) = self.finish_pass(write_buffer).await {
                                 return close;
@@ -639,6 +664,11 @@ impl Connection {
                 })
             }
             Some(drops) => metrics.record_drops(&drops),
+        }
+        if self.outgoing.is_empty() {
+            // Nothing queued: do not keep a batch's capacity while idle.
+            self.outgoing = Vec::new();
+            return Ok(());
         }
         let mut outgoing = std::mem::take(&mut self.outgoing);
         for publish in outgoing.drain(..) {
@@ -979,12 +1009,12 @@ impl Connection {
         if let Some(bucket) = &mut self.message_rate {
             bucket.charge(now(), 1);
         }
-        if let Some(counter) = metrics
-            .publish_received_by_qos
-            .get(usize::from(publish.qos.as_u8()))
-        {
-            Metrics::incr(counter);
-        }
+        Metrics::record_publish(
+            &metrics.publish_received_by_qos,
+            &metrics.bytes_received_by_qos,
+            usize::from(publish.qos.as_u8()),
+            publish.payload.len(),
+        );
         if self.version.is_v5() {
             if !publish.properties.subscription_identifiers.is_empty() {
                 // [MQTT-3.3.4-6]: only the server puts Subscription Identifiers in a PUBLISH.
@@ -1162,5 +1192,34 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a function returns, without calling it.
+    fn future_size<F, A, B, C, D, E, G, Fut>(_: &F) -> usize
+    where
+        F: Fn(A, B, C, D, E, G) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every connection task holds its whole `async` state machine for as long
+    /// as it lives, idle or not: it must stay small next to the per-connection
+    /// budget (Mosquitto spends under 1 KB per idle client).
+    #[test]
+    fn the_connection_task_stays_small() {
+        let run_size = future_size(&run::<tokio::net::TcpStream>);
+        // What the listener spawns for every socket, whatever its transport.
+        let task_size = future_size(&crate::transport::serve);
+        eprintln!("connection future: {run_size} bytes; spawned task future: {task_size} bytes");
+        assert!(run_size <= 4096, "connection future is {run_size} bytes");
+        assert!(
+            task_size <= 4096,
+            "spawned task future is {task_size} bytes"
+        );
     }
 }

@@ -74,6 +74,24 @@ pub struct ListenerOptions {
     pub address: SocketAddr,
     /// 0 = only the global limit applies.
     pub max_connections: usize,
+    /// Whether clients without a user name may connect on this listener:
+    /// `Some` overrides both `ServerOptions::allow_anonymous` and the
+    /// loopback default; `None` leaves the decision to them.
+    pub allow_anonymous: Option<bool>,
+}
+
+impl Default for ListenerOptions {
+    /// A plain TCP listener named `mqtt` on a free loopback port, with no
+    /// limit or auth setting of its own.
+    fn default() -> ListenerOptions {
+        ListenerOptions {
+            name: "mqtt".to_owned(),
+            kind: ListenerKind::Tcp,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 0,
+            allow_anonymous: None,
+        }
+    }
 }
 
 /// Where the broker keeps what must survive a restart.
@@ -127,7 +145,7 @@ impl Default for ServerOptions {
                 name: "default".to_string(),
                 kind: ListenerKind::Tcp,
                 address: SocketAddr::from(([127, 0, 0, 1], 1883)),
-                max_connections: 0,
+                ..ListenerOptions::default()
             }],
             max_connections: 0,
             connect_timeout: Duration::from_secs(10),
@@ -303,6 +321,10 @@ impl Server {
             n => Some(Arc::new(Semaphore::new(n))),
         };
         let addrs = self.local_addrs();
+        // In-memory connections behave as if accepted on the first listener.
+        let in_memory_anonymous = self.listeners.first().is_none_or(|bound| {
+            auth::anonymous_on(&self.shared, &bound.options, bound.local_addr.ip())
+        });
         for bound in self.listeners {
             tracing::info!(listener = %bound.options.name, kind = bound.options.kind.as_str(), address = %bound.local_addr, "listening");
             tracker.spawn(accept_loop(
@@ -320,6 +342,7 @@ impl Server {
         RunningServer {
             shared: self.shared,
             addrs,
+            in_memory_anonymous,
             global_limit,
             cancel,
             tracker,
@@ -333,6 +356,9 @@ impl Server {
 pub struct RunningServer {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    /// Whether in-memory connections may be anonymous: the first listener's
+    /// decision, as they behave as if accepted there.
+    in_memory_anonymous: bool,
     /// The global connection limit, which in-memory connections count against too.
     global_limit: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -372,10 +398,7 @@ impl RunningServer {
         };
         let shared = self.shared.clone();
         let cancel = self.cancel.child_token();
-        let anonymous = self
-            .addrs
-            .first()
-            .is_none_or(|address| auth::anonymous_on(&shared, address.ip()));
+        let anonymous = self.in_memory_anonymous;
         self.tracker.spawn(async move {
             connection::run(
                 server,
@@ -434,7 +457,12 @@ async fn accept_loop(
         0 => None,
         n => Some(Arc::new(Semaphore::new(n))),
     };
-    let anonymous = auth::anonymous_on(&shared, bound.options.address.ip());
+    let anonymous = auth::anonymous_on(&shared, &bound.options, bound.options.address.ip());
+    let stats = shared
+        .broker
+        .metrics()
+        .listeners
+        .register(&bound.options.name);
     let mut backoff = limits::ACCEPT_BACKOFF_START;
     loop {
         let accepted = tokio::select! {
@@ -472,18 +500,39 @@ async fn accept_loop(
             _ => {
                 tracing::debug!(%peer, "connection limit reached; closing");
                 switchboard_broker::Metrics::incr(&shared.broker.metrics().connections_refused);
+                switchboard_broker::Metrics::incr(&stats.connections_refused);
                 drop(stream);
                 continue;
             }
         };
+        switchboard_broker::Metrics::incr(&stats.connections_total);
+        let open = ListenerConnection::open(stats.clone());
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.child_token();
         let transport = bound.transport.clone();
         tracker.spawn(async move {
             transport::serve(stream, peer, transport, shared, cancel, anonymous).await;
+            drop(open);
             drop(permits);
         });
+    }
+}
+
+/// One socket counted in its listener's `connections_current`, for as long
+/// as this lives (whatever way the connection task ends).
+struct ListenerConnection(Arc<switchboard_broker::ListenerStats>);
+
+impl ListenerConnection {
+    fn open(stats: Arc<switchboard_broker::ListenerStats>) -> ListenerConnection {
+        switchboard_broker::Metrics::incr(&stats.connections_current);
+        ListenerConnection(stats)
+    }
+}
+
+impl Drop for ListenerConnection {
+    fn drop(&mut self) {
+        switchboard_broker::Metrics::decr(&self.0.connections_current);
     }
 }
 

@@ -51,42 +51,54 @@ pub(crate) async fn serve(
             )
             .await;
         }
+        // The other transports are boxed: a task's future is as large as its
+        // largest variant and lives as long as the connection, so inline TLS and
+        // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
-            let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
-                return;
-            };
-            let user = certificate_user(tls, &stream);
-            connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+            Box::pin(async {
+                let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
+                    return;
+                };
+                let user = certificate_user(tls, &stream);
+                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+            })
+            .await;
         }
         (ListenerKind::Ws(options), _) => {
-            let upgrade = websocket::accept(stream, options, max_packet_size);
-            let Some((stream, _)) =
-                within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
-            else {
-                return;
-            };
-            connection::run(
-                stream,
-                peer,
-                shared,
-                cancel,
-                anonymous_allowed,
-                CertificateUser::NotUsed,
-            )
+            Box::pin(async {
+                let upgrade = websocket::accept(stream, options, max_packet_size);
+                let Some((stream, _)) =
+                    within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+                else {
+                    return;
+                };
+                connection::run(
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    CertificateUser::NotUsed,
+                )
+                .await;
+            })
             .await;
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
-            let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
-                return;
-            };
-            let user = certificate_user(tls, &stream);
-            let upgrade = websocket::accept(stream, options, max_packet_size);
-            let Some((stream, _)) =
-                within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
-            else {
-                return;
-            };
-            connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+            Box::pin(async {
+                let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
+                    return;
+                };
+                let user = certificate_user(tls, &stream);
+                let upgrade = websocket::accept(stream, options, max_packet_size);
+                let Some((stream, _)) =
+                    within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+                else {
+                    return;
+                };
+                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+            })
+            .await;
         }
         (ListenerKind::Tls(_) | ListenerKind::Wss(..), None) => {
             // `Server::bind` loads the TLS configuration of every tls and wss

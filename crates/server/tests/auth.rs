@@ -26,7 +26,7 @@ use switchboard_broker::Metrics;
 use switchboard_codec::{
     Ack, Connect, Packet, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions, Will,
 };
-use switchboard_server::{RunningServer, ServerOptions};
+use switchboard_server::{ListenerKind, ListenerOptions, RunningServer, ServerOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -271,6 +271,66 @@ async fn anonymous_clients_are_allowed_on_a_loopback_listener_by_default() {
     // without a user name connects even though a password file is set.
     let setup = start_with(None, |_| {}).await;
     assert_eq!(setup.server.local_addrs()[0].ip().to_string(), "127.0.0.1");
+    let mut client = RawClient::tcp(addr(&setup.server), V5).await;
+    let connack = client.connect(credentials(V5, "anon", None, None)).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+}
+
+#[tokio::test]
+async fn a_listener_allow_anonymous_overrides_the_loopback_default() {
+    // Two loopback listeners: the first refuses anonymous clients on its own
+    // setting, the second keeps the loopback default (allowed).
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let setup = start_with(None, |options| {
+        options.listeners = vec![
+            ListenerOptions {
+                allow_anonymous: Some(false),
+                ..listener("closed", ListenerKind::Tcp, loopback)
+            },
+            listener("open", ListenerKind::Tcp, loopback),
+        ];
+    })
+    .await;
+    let (closed, open) = (setup.server.local_addrs()[0], setup.server.local_addrs()[1]);
+
+    let mut client = RawClient::tcp(closed, V5).await;
+    let connack = client.connect(credentials(V5, "anon", None, None)).await;
+    assert_eq!(connack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(client.recv().await, None, "the connection must close");
+    let mut client = RawClient::tcp(closed, V4).await;
+    client
+        .send(Packet::Connect(Box::new(credentials(
+            V4, "anon", None, None,
+        ))))
+        .await;
+    assert_eq!(client.recv_raw(4).await, vec![0x20, 0x02, 0x00, 0x05]);
+    assert_eq!(client.recv().await, None);
+
+    let mut client = RawClient::tcp(open, V5).await;
+    let connack = client.connect(credentials(V5, "anon", None, None)).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(counter(&setup, |m| &m.auth_failures), 2);
+
+    // Each listener counted its own sockets.
+    let listeners = setup.server.broker().metrics().listeners.snapshot();
+    let names: Vec<&str> = listeners.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["closed", "open"]);
+    assert_eq!(Metrics::get(&listeners[0].1.connections_total), 2);
+    assert_eq!(Metrics::get(&listeners[1].1.connections_total), 1);
+    assert_eq!(Metrics::get(&listeners[1].1.connections_current), 1);
+}
+
+#[tokio::test]
+async fn a_listener_allow_anonymous_overrides_the_global_setting() {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let setup = start_with(None, |options| {
+        options.allow_anonymous = Some(false);
+        options.listeners = vec![ListenerOptions {
+            allow_anonymous: Some(true),
+            ..listener("open", ListenerKind::Tcp, loopback)
+        }];
+    })
+    .await;
     let mut client = RawClient::tcp(addr(&setup.server), V5).await;
     let connack = client.connect(credentials(V5, "anon", None, None)).await;
     assert_eq!(connack.reason_code, ReasonCode::SUCCESS);

@@ -88,7 +88,7 @@ fn generated_inputs() {
                 if value % 3 == 0 {
                     (value >> 8) as u8
                 } else {
-                    ((value >> 8) % 24) as u8
+                    ((value >> 8) % 25) as u8
                 }
             })
             .collect();
@@ -479,6 +479,28 @@ fn seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::TakeJournal,
                 Op::Clear,
                 Op::TakeJournal,
+            ],
+        ),
+        (
+            "aliases-and-keep-alive",
+            vec![
+                Op::NewAliases { maximum: 3 },
+                Op::KeepAliveStart { interval_secs: 2 },
+                Op::ResolveAlias { topic: 2, alias: 2 },
+                Op::ResolveAlias { topic: 0, alias: 2 },
+                Op::ResolveAlias { topic: 0, alias: 3 },
+                Op::ResolveAlias { topic: 3, alias: 1 },
+                Op::ResolveAlias { topic: 3, alias: 5 },
+                Op::ResolveAlias { topic: 0, alias: 0 },
+                Op::ResolveAlias { topic: 1, alias: 0 },
+                Op::Advance { millis: 2000 },
+                Op::KeepAliveActivity { back_millis: 500 },
+                Op::KeepAliveActivity { back_millis: 3000 },
+                Op::Advance { millis: 1500 },
+                Op::NewAliases { maximum: 0 },
+                Op::ResolveAlias { topic: 0, alias: 2 },
+                Op::KeepAliveStart { interval_secs: 0 },
+                Op::Advance { millis: 60_000 },
             ],
         ),
         (

@@ -485,6 +485,7 @@ fn server_options(
             kind,
             address: listener.address,
             max_connections: listener.max_connections.unwrap_or(0),
+            allow_anonymous: listener.allow_anonymous,
         });
     }
     let limits = &config.limits;
