@@ -97,7 +97,7 @@ async fn connections_beyond_the_global_and_listener_limits_are_closed() {
         kind: ListenerKind::Tcp,
         address: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_connections: 1,
-        allow_anonymous: None,
+        ..ListenerOptions::default()
     });
     options.max_connections = 3;
     let server = start(options).await;

@@ -756,6 +756,7 @@ async fn the_upgrade_checks_the_path_and_answers_the_offered_subprotocol() {
         "ws",
         ListenerKind::Ws(WebSocketOptions {
             path: "/broker".into(),
+            ..WebSocketOptions::default()
         }),
         loopback(),
     )]))
