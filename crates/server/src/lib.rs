@@ -405,9 +405,11 @@ impl Server {
             n => Some(Arc::new(Semaphore::new(n))),
         };
         let addrs = self.local_addrs();
-        // In-memory connections behave as if accepted on the first listener
-        // (`bind` refuses an empty list).
-        let in_memory_policy = self.listeners.first().map(|bound| bound.policy.clone());
+        let policies = self
+            .listeners
+            .iter()
+            .map(|bound| bound.policy.clone())
+            .collect();
         for bound in self.listeners {
             tracing::info!(listener = %bound.options.name, kind = bound.options.kind.as_str(), address = %bound.local_addr, "listening");
             tracker.spawn(accept_loop(
@@ -425,7 +427,7 @@ impl Server {
         RunningServer {
             shared: self.shared,
             addrs,
-            in_memory_policy,
+            policies,
             global_limit,
             cancel,
             tracker,
@@ -439,9 +441,9 @@ impl Server {
 pub struct RunningServer {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
-    /// The first listener's auth and limits, which in-memory connections
-    /// get as they behave as if accepted there.
-    in_memory_policy: Option<Arc<ListenerPolicy>>,
+    /// Each listener's auth and limits, in listener order, for in-memory
+    /// connections (which behave as if accepted on one of them).
+    policies: Vec<Arc<ListenerPolicy>>,
     /// The global connection limit, which in-memory connections count against too.
     global_limit: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -471,8 +473,20 @@ impl RunningServer {
     /// apply (not the listener's own limit): a refused connection is closed
     /// at once, as a refused socket is.
     pub fn connect_in_memory(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
+        self.connect_in_memory_on(0, peer)
+    }
+
+    /// [`RunningServer::connect_in_memory`], as if accepted on listener
+    /// `listener` (an index into the listeners, in order): its auth and rate
+    /// limits apply (its own `max_connections` does not, nor its transport).
+    /// A listener that does not exist closes the connection at once.
+    pub fn connect_in_memory_on(
+        &self,
+        listener: usize,
+        peer: SocketAddr,
+    ) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
-        let Some(policy) = self.in_memory_policy.clone() else {
+        let Some(policy) = self.policies.get(listener).cloned() else {
             return client;
         };
         if !self.shared.admit_address(&policy, peer) {
