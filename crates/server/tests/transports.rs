@@ -924,3 +924,156 @@ async fn every_kind_listens_on_ipv4_and_ipv6_at_once() {
     }
     server.shutdown().await;
 }
+
+// ----- Counted refusals: failed TLS handshakes, refused origins -----
+
+/// The listener `name`'s counters.
+fn listener_stats(
+    server: &switchboard_server::RunningServer,
+    name: &str,
+) -> Arc<switchboard_broker::ListenerStats> {
+    server
+        .broker()
+        .metrics()
+        .listeners
+        .snapshot()
+        .into_iter()
+        .find(|(known, _)| known == name)
+        .map(|(_, stats)| stats)
+        .unwrap()
+}
+
+fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    switchboard_broker::Metrics::get(counter)
+}
+
+#[tokio::test]
+async fn failed_tls_handshakes_are_counted_per_listener_and_in_total() {
+    let pki = Pki::new();
+    let server = start(options_with_listeners(vec![
+        listener("tls", ListenerKind::Tls(pki.tls()), loopback()),
+        listener(
+            "mutual",
+            ListenerKind::Tls(pki.tls_requiring_client_certificates()),
+            loopback(),
+        ),
+    ]))
+    .await;
+    let (tls, mutual) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let broker = server.broker();
+    let metrics = broker.metrics();
+
+    // Plain MQTT bytes on a TLS port: not a ClientHello, the server closes.
+    let mut plain = TcpStream::connect(tls).await.unwrap();
+    let mut connect = BytesMut::new();
+    encode(
+        &Packet::Connect(Box::new(connect_packet(V5, "plain", true))),
+        V5,
+        &mut connect,
+    )
+    .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut plain, &connect)
+        .await
+        .unwrap();
+    // At most a TLS alert (record type 0x15) comes back, then the close;
+    // never a CONNACK (0x20).
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(GUARD, plain.read_to_end(&mut answer))
+        .await
+        .expect("the server neither answered nor closed");
+    assert!(
+        answer.first().is_none_or(|first| *first == 0x15),
+        "{answer:02x?}"
+    );
+    wait_until(|| get(&metrics.tls_handshake_failures) == 1).await;
+    assert_eq!(get(&listener_stats(&server, "tls").tls_handshake_failures), 1);
+    assert_eq!(get(&listener_stats(&server, "mutual").tls_handshake_failures), 0);
+
+    // A client certificate from a CA the listener does not trust.
+    let stranger = client_identity(&certificate_authority("Somebody else"), Some("device-1"));
+    assert!(refused(mutual, pki.client_config(Some(stranger))).await);
+    wait_until(|| get(&metrics.tls_handshake_failures) == 2).await;
+    assert_eq!(get(&listener_stats(&server, "mutual").tls_handshake_failures), 1);
+
+    // A good handshake is not counted.
+    let stream = tls_connect(tls, pki.client_config(None)).await.unwrap();
+    let mut client = RawClient::new(stream, V5);
+    success(&client.connect(connect_packet(V5, "good", true)).await);
+    assert_eq!(get(&metrics.tls_handshake_failures), 2);
+    assert_eq!(get(&listener_stats(&server, "tls").tls_handshake_failures), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_get_403_and_are_counted() {
+    let server = start(options_with_listeners(vec![
+        listener(
+            "browsers",
+            ListenerKind::Ws(WebSocketOptions {
+                allowed_origins: vec!["https://app.example".into()],
+                ..WebSocketOptions::default()
+            }),
+            loopback(),
+        ),
+        listener(
+            "open",
+            ListenerKind::Ws(WebSocketOptions::default()),
+            loopback(),
+        ),
+    ]))
+    .await;
+    let (browsers, open) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let upgrade = |address: SocketAddr, origin: Option<&'static str>| async move {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let mut request = "ws://127.0.0.1/mqtt".into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, "mqtt".parse().unwrap());
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        tokio::time::timeout(GUARD, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("WebSocket upgrade hung")
+            .map(|(socket, _)| socket)
+    };
+
+    // Another origin: 403, before any MQTT.
+    match upgrade(browsers, Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let broker = server.broker();
+    let metrics = broker.metrics();
+    assert_eq!(get(&metrics.websocket_origins_refused), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "browsers").websocket_origins_refused),
+        1
+    );
+
+    // The allowed origin (any ASCII case), and a client that sends no
+    // Origin (not a browser), are served.
+    for (origin, client_id) in [
+        (Some("https://app.example"), "allowed"),
+        (Some("HTTPS://APP.EXAMPLE"), "allowed-upper"),
+        (None, "no-origin"),
+    ] {
+        let socket = upgrade(browsers, origin).await.unwrap();
+        let mut client = WsClient::new(socket, V5);
+        success(&client.connect(connect_packet(V5, client_id, true)).await);
+    }
+    // A listener without a list accepts any origin.
+    let socket = upgrade(open, Some("https://evil.example")).await.unwrap();
+    let mut client = WsClient::new(socket, V4);
+    success(&client.connect(connect_packet(V4, "anywhere", true)).await);
+    assert_eq!(get(&metrics.websocket_origins_refused), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "open").websocket_origins_refused),
+        0
+    );
+    server.shutdown().await;
+}
