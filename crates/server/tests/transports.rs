@@ -2,8 +2,10 @@
 //! certificates made in the test (rcgen): a CA, server certificates for
 //! localhost, 127.0.0.1 and ::1, and client certificates.
 //!
-//! Clients we did not write: rumqttc over TLS (rustls), tokio-tungstenite's
-//! WebSocket client (carrying our codec's bytes) and tokio-rustls. Every
+//! Clients we did not write: rumqttc over TLS (rustls), WebSocket and
+//! secure WebSocket (its `websocket` feature: async-tungstenite), in both its
+//! 3.1.1 and 5.0 APIs; tokio-tungstenite's WebSocket client (carrying our
+//! codec's bytes) and tokio-rustls. Every
 //! wait is bounded by [`GUARD`]; nothing sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -1075,5 +1077,143 @@ async fn origins_outside_the_allow_list_get_403_and_are_counted() {
         get(&listener_stats(&server, "open").websocket_origins_refused),
         0
     );
+    server.shutdown().await;
+}
+
+// ----- rumqttc over WebSocket and secure WebSocket -----
+
+/// rumqttc (3.1.1) over WebSocket (`wss`: with TLS trusting `tls`) to
+/// `address`, path `/mqtt`. rumqttc offers the `mqtt` subprotocol and
+/// checks that the answer names it.
+fn rumqttc_ws(
+    address: SocketAddr,
+    client_id: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> rumqttc::MqttOptions {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{address}/mqtt");
+    let mut options = rumqttc::MqttOptions::new(client_id, url, address.port());
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    options.set_transport(match tls {
+        Some(config) => {
+            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(config))
+        }
+        None => rumqttc::Transport::Ws,
+    });
+    options
+}
+
+/// rumqttc (5) over WebSocket, as [`rumqttc_ws`].
+fn rumqttc_v5_ws(
+    address: SocketAddr,
+    client_id: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> rumqttc::v5::MqttOptions {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{address}/mqtt");
+    let mut options = rumqttc::v5::MqttOptions::new(client_id, url, address.port());
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_max_packet_size(Some(1024 * 1024));
+    options.set_transport(match tls {
+        Some(config) => {
+            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(config))
+        }
+        None => rumqttc::Transport::Ws,
+    });
+    options
+}
+
+/// A 3.1.1 subscriber and a 5.0 publisher, then the other way round, both
+/// on `address` (ws or wss by `tls`): every message arrives, in order.
+async fn rumqttc_round_trip(address: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) {
+    let (mut v4_subscriber, connack) =
+        V4::connect(rumqttc_ws(address, "ws-v4-sub", tls.clone())).await;
+    assert_eq!(connack.code, rumqttc::ConnectReturnCode::Success);
+    v4_subscriber
+        .subscribe("web/v5/#", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let (mut v5_subscriber, connack) =
+        V5::connect(rumqttc_v5_ws(address, "ws-v5-sub", tls.clone())).await;
+    assert_eq!(
+        connack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
+    v5_subscriber
+        .subscribe("web/v4/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
+
+    // The 5.0 client publishes to the 3.1.1 one; messages larger than one
+    // of the server's outgoing WebSocket messages are split and put back.
+    let large = vec![0x5a; 100 * 1024];
+    for index in 0..20u32 {
+        v5_subscriber
+            .publish(
+                "web/v5/data",
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                index.to_be_bytes().to_vec(),
+            )
+            .await;
+    }
+    v5_subscriber
+        .publish(
+            "web/v5/large",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            large.clone(),
+        )
+        .await;
+    for index in 0..20u32 {
+        let publish = v4_subscriber.recv_publish().await;
+        assert_eq!(publish.topic, "web/v5/data");
+        assert_eq!(publish.payload.as_ref(), index.to_be_bytes());
+    }
+    let publish = v4_subscriber.recv_publish().await;
+    assert_eq!(publish.topic, "web/v5/large");
+    assert_eq!(publish.payload.as_ref(), large.as_slice());
+
+    // And the 3.1.1 client publishes to the 5.0 one.
+    for index in 0..20u32 {
+        v4_subscriber
+            .publish(
+                "web/v4/data",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                index.to_be_bytes().to_vec(),
+            )
+            .await;
+    }
+    for index in 0..20u32 {
+        let publish = v5_subscriber.recv_publish().await;
+        assert_eq!(publish.topic.as_ref(), b"web/v4/data");
+        assert_eq!(publish.payload.as_ref(), index.to_be_bytes());
+    }
+    v4_subscriber.disconnect().await;
+    v5_subscriber.disconnect().await;
+}
+
+#[tokio::test]
+async fn rumqttc_publishes_and_subscribes_over_websocket() {
+    let server = start(options_with_listeners(vec![listener(
+        "ws",
+        ListenerKind::Ws(WebSocketOptions::default()),
+        loopback(),
+    )]))
+    .await;
+    rumqttc_round_trip(server.local_addrs()[0], None).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rumqttc_publishes_and_subscribes_over_secure_websocket() {
+    let pki = Pki::new();
+    let server = start(options_with_listeners(vec![listener(
+        "wss",
+        ListenerKind::Wss(pki.tls(), WebSocketOptions::default()),
+        loopback(),
+    )]))
+    .await;
+    rumqttc_round_trip(server.local_addrs()[0], Some(pki.client_config(None))).await;
     server.shutdown().await;
 }
