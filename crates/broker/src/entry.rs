@@ -94,8 +94,13 @@ pub(crate) enum Owner {
     /// connection to the session adopts it.
     Unknown,
     /// Connected without a user name.
-    Anonymous { realm: u32 },
-    User { realm: u32, name: Arc<str> },
+    Anonymous {
+        realm: u32,
+    },
+    User {
+        realm: u32,
+        name: Arc<str>,
+    },
 }
 
 impl Owner {

@@ -120,13 +120,8 @@ pub struct ConnectRequest<'a> {
 pub trait DeliveryFilter: std::fmt::Debug + Send + Sync {
     /// `realm` is the session's [`ConnectRequest::realm`] (0 for a session
     /// restored from the store whose client has not connected since).
-    fn can_receive(
-        &self,
-        realm: u32,
-        client_id: &str,
-        username: Option<&str>,
-        topic: &str,
-    ) -> bool;
+    fn can_receive(&self, realm: u32, client_id: &str, username: Option<&str>, topic: &str)
+        -> bool;
 }
 
 /// Timers kept in a sorted set; validated against the session on firing, so a

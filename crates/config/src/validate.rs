@@ -815,6 +815,26 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `origin` is written as browsers send the `Origin` header:
+/// `scheme://host[:port]` with no path, query or user, or `null`.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "null" {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character))
+        && !authority.is_empty()
+        && !authority.chars().any(|character| {
+            character.is_whitespace() || character.is_control() || "/?#@".contains(character)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,24 +891,4 @@ mod tests {
             assert!(check_log_filter(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Whether `origin` is written as browsers send the `Origin` header:
-/// `scheme://host[:port]` with no path, query or user, or `null`.
-fn valid_origin(origin: &str) -> bool {
-    if origin == "null" {
-        return true;
-    }
-    let Some((scheme, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character))
-        && !authority.is_empty()
-        && !authority.chars().any(|character| {
-            character.is_whitespace() || character.is_control() || "/?#@".contains(character)
-        })
 }

@@ -152,15 +152,8 @@ pub(crate) async fn run<S>(
                 return;
             }
         };
-    if let Err(code) = crate::auth::login(
-        &shared,
-        &policy,
-        &connect,
-        peer.ip(),
-        certified,
-        &cancel,
-    )
-    .await
+    if let Err(code) =
+        crate::auth::login(&shared, &policy, &connect, peer.ip(), certified, &cancel).await
     {
         refuse(&mut writer, version, code).await;
         return;

@@ -336,11 +336,10 @@ impl Server {
             .collect();
         let now = tokio::time::Instant::now().into_std();
         let broker = Arc::new(auth::install(open_broker(&options, now)?, &realms));
-        for ((listener_options, listener, local_addr, tls), policy) in bound.into_iter().zip(policies) {
-            let stats = broker
-                .metrics()
-                .listeners
-                .register(&listener_options.name);
+        for ((listener_options, listener, local_addr, tls), policy) in
+            bound.into_iter().zip(policies)
+        {
+            let stats = broker.metrics().listeners.register(&listener_options.name);
             listeners.push(BoundListener {
                 transport: Arc::new(transport::Transport {
                     kind: listener_options.kind.clone(),

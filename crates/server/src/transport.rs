@@ -59,7 +59,9 @@ pub(crate) async fn serve(
         // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
             Box::pin(async {
-                let Some(stream) = handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await else {
+                let Some(stream) =
+                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
+                else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
@@ -69,8 +71,10 @@ pub(crate) async fn serve(
         }
         (ListenerKind::Ws(options), _) => {
             Box::pin(async {
-                let Some(stream) =
-                    upgrade(&transport, &shared, stream, options, peer, deadline, &cancel).await
+                let Some(stream) = upgrade(
+                    &transport, &shared, stream, options, peer, deadline, &cancel,
+                )
+                .await
                 else {
                     return;
                 };
@@ -88,12 +92,16 @@ pub(crate) async fn serve(
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
             Box::pin(async {
-                let Some(stream) = handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await else {
+                let Some(stream) =
+                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
+                else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                let Some(stream) =
-                    upgrade(&transport, &shared, stream, options, peer, deadline, &cancel).await
+                let Some(stream) = upgrade(
+                    &transport, &shared, stream, options, peer, deadline, &cancel,
+                )
+                .await
                 else {
                     return;
                 };
@@ -144,12 +152,19 @@ where
 {
     let max_packet_size = shared.options.broker.max_packet_size;
     let accept = websocket::accept(stream, options, max_packet_size);
-    let (stream, _) = within(deadline, cancel, peer, "WebSocket upgrade", accept, |error| {
-        if let Some(websocket::UpgradeError::OriginRefused { .. }) = error {
-            Metrics::incr(&shared.broker.metrics().websocket_origins_refused);
-            Metrics::incr(&transport.stats.websocket_origins_refused);
-        }
-    })
+    let (stream, _) = within(
+        deadline,
+        cancel,
+        peer,
+        "WebSocket upgrade",
+        accept,
+        |error| {
+            if let Some(websocket::UpgradeError::OriginRefused { .. }) = error {
+                Metrics::incr(&shared.broker.metrics().websocket_origins_refused);
+                Metrics::incr(&transport.stats.websocket_origins_refused);
+            }
+        },
+    )
     .await?;
     Some(stream)
 }

@@ -782,11 +782,19 @@ async fn each_listener_checks_its_own_password_file() {
 
     // A user of the other listener's file is unknown: v5 0x86, 3.1.1 code 4.
     assert_eq!(
-        refused_at(main, credentials(V5, "c", Some("carol"), Some("carol-secret"))).await,
+        refused_at(
+            main,
+            credentials(V5, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
     );
     assert_eq!(
-        v311_return_code(main, credentials(V4, "c", Some("carol"), Some("carol-secret"))).await,
+        v311_return_code(
+            main,
+            credentials(V4, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
         4
     );
     assert_eq!(
@@ -795,11 +803,19 @@ async fn each_listener_checks_its_own_password_file() {
     );
     // The same name with the other listener's password: 0x86 / 4 again.
     assert_eq!(
-        refused_at(partner, credentials(V5, "a", Some("alice"), Some("wonderland"))).await,
+        refused_at(
+            partner,
+            credentials(V5, "a", Some("alice"), Some("wonderland"))
+        )
+        .await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
     );
     assert_eq!(
-        v311_return_code(partner, credentials(V4, "a", Some("alice"), Some("wonderland"))).await,
+        v311_return_code(
+            partner,
+            credentials(V4, "a", Some("alice"), Some("wonderland"))
+        )
+        .await,
         4
     );
     // No user name where this listener wants one: v5 0x87, 3.1.1 code 5
@@ -813,9 +829,7 @@ async fn each_listener_checks_its_own_password_file() {
         5
     );
     let mut anonymous = RawClient::tcp(main, V5).await;
-    let connack = anonymous
-        .connect(credentials(V5, "anon", None, None))
-        .await;
+    let connack = anonymous.connect(credentials(V5, "anon", None, None)).await;
     assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
     assert_eq!(counter(&setup, |m| &m.auth_failures), 7);
 }
@@ -919,7 +933,11 @@ async fn a_reload_replaces_a_listeners_own_files() {
     .unwrap();
     partner_auth.reload().unwrap();
     assert_eq!(
-        refused_at(partner, credentials(V5, "c", Some("carol"), Some("carol-secret"))).await,
+        refused_at(
+            partner,
+            credentials(V5, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
         ReasonCode::BAD_USER_NAME_OR_PASSWORD
     );
     let mut carol = login_at(partner, V5, "c", "carol", "new-secret").await;
@@ -929,5 +947,12 @@ async fn a_reload_replaces_a_listeners_own_files() {
             .reason_code
     ));
     // The main listener's files were not touched.
-    login_at(setup.server.local_addrs()[0], V5, "a", "alice", "wonderland").await;
+    login_at(
+        setup.server.local_addrs()[0],
+        V5,
+        "a",
+        "alice",
+        "wonderland",
+    )
+    .await;
 }

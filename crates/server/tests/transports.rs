@@ -988,21 +988,33 @@ async fn failed_tls_handshakes_are_counted_per_listener_and_in_total() {
         "{answer:02x?}"
     );
     wait_until(|| get(&metrics.tls_handshake_failures) == 1).await;
-    assert_eq!(get(&listener_stats(&server, "tls").tls_handshake_failures), 1);
-    assert_eq!(get(&listener_stats(&server, "mutual").tls_handshake_failures), 0);
+    assert_eq!(
+        get(&listener_stats(&server, "tls").tls_handshake_failures),
+        1
+    );
+    assert_eq!(
+        get(&listener_stats(&server, "mutual").tls_handshake_failures),
+        0
+    );
 
     // A client certificate from a CA the listener does not trust.
     let stranger = client_identity(&certificate_authority("Somebody else"), Some("device-1"));
     assert!(refused(mutual, pki.client_config(Some(stranger))).await);
     wait_until(|| get(&metrics.tls_handshake_failures) == 2).await;
-    assert_eq!(get(&listener_stats(&server, "mutual").tls_handshake_failures), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "mutual").tls_handshake_failures),
+        1
+    );
 
     // A good handshake is not counted.
     let stream = tls_connect(tls, pki.client_config(None)).await.unwrap();
     let mut client = RawClient::new(stream, V5);
     success(&client.connect(connect_packet(V5, "good", true)).await);
     assert_eq!(get(&metrics.tls_handshake_failures), 2);
-    assert_eq!(get(&listener_stats(&server, "tls").tls_handshake_failures), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "tls").tls_handshake_failures),
+        1
+    );
     server.shutdown().await;
 }
 

@@ -41,7 +41,9 @@ impl LimitedBroker {
     fn start() -> LimitedBroker {
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -n {DESCRIPTOR_LIMIT} && exec \"$0\" \"$@\""))
+            .arg(format!(
+                "ulimit -n {DESCRIPTOR_LIMIT} && exec \"$0\" \"$@\""
+            ))
             .arg(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -66,8 +68,8 @@ impl LimitedBroker {
         thread::spawn(move || {
             let mut mqtt = None;
             let mut sent = false;
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout))
-                .map_while(Result::ok)
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok)
             {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     mqtt = rest
@@ -155,7 +157,11 @@ fn read(stream: &mut TcpStream, length: usize) -> Vec<u8> {
 /// A connected client: CONNECT, then CONNACK 0 (accepted).
 fn client(address: SocketAddr, client_id: &str) -> TcpStream {
     let mut stream = open(address, client_id);
-    assert_eq!(read(&mut stream, 4), [0x20, 0x02, 0x00, 0x00], "{client_id}");
+    assert_eq!(
+        read(&mut stream, 4),
+        [0x20, 0x02, 0x00, 0x00],
+        "{client_id}"
+    );
     stream
 }
 
