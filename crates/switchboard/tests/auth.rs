@@ -286,8 +286,14 @@ fn each_listener_has_its_own_password_file_and_acl_and_sighup_reloads_them() {
 
     assert!(publish_to(main, "alice", "one", "anything"));
     assert!(publish_to(partner, "carol", "two", "partner/news"));
-    assert!(!publish_to(main, "carol", "two", "anything"), "carol is not a main user");
-    assert!(!publish_to(partner, "alice", "one", "partner/news"), "alice is not a partner user");
+    assert!(
+        !publish_to(main, "carol", "two", "anything"),
+        "carol is not a main user"
+    );
+    assert!(
+        !publish_to(partner, "alice", "one", "partner/news"),
+        "alice is not a partner user"
+    );
     // The partner ACL: partner/# only (v5 PUBACK 0x87 fails `pub`).
     assert!(!publish_to(partner, "carol", "two", "elsewhere"));
 
