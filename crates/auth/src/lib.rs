@@ -209,7 +209,13 @@ impl Auth {
                 let users = files.passwords.as_ref().map(PasswordFile::len);
                 let rules = files.acl.as_ref().map(Acl::rule_count);
                 *self.files.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(files);
-                tracing::info!(?users, ?rules, "reloaded the password and ACL files");
+                tracing::info!(
+                    password_file = ?self.options.password_file,
+                    acl_file = ?self.options.acl_file,
+                    ?users,
+                    ?rules,
+                    "reloaded the password and ACL files"
+                );
                 Ok(())
             }
             Err(errors) => {

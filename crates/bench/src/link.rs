@@ -389,7 +389,7 @@ mod tests {
                 kind: ListenerKind::Tcp,
                 address: SocketAddr::from(([127, 0, 0, 1], 0)),
                 max_connections: 0,
-                allow_anonymous: None,
+                ..ListenerOptions::default()
             }],
             ..ServerOptions::default()
         };

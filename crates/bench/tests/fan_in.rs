@@ -28,7 +28,7 @@ async fn start_broker_with(durability: Durability) -> switchboard_server::Runnin
             kind: ListenerKind::Tcp,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 0,
-            allow_anonymous: None,
+            ..ListenerOptions::default()
         }],
         ..ServerOptions::default()
     };

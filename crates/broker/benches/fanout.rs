@@ -43,6 +43,7 @@ fn connect(broker: &Broker, client_id: String, now: Instant) -> Client {
         peer: "bench".to_owned(),
         control,
         username: None,
+        realm: 0,
     };
     let connected = broker
         .connect(request, now)

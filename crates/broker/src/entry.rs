@@ -84,39 +84,66 @@ impl Drop for SessionEntry {
     }
 }
 
-/// The user a session belongs to, for access control.
+/// The user a session belongs to, for access control: a user name within an
+/// authentication realm (one password file and ACL; see
+/// [`crate::ConnectRequest::realm`]). The same name in two realms is two
+/// users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owner {
     /// Restored from the store, which does not record it: the next
     /// connection to the session adopts it.
     Unknown,
     /// Connected without a user name.
-    Anonymous,
-    User(Arc<str>),
+    Anonymous {
+        realm: u32,
+    },
+    User {
+        realm: u32,
+        name: Arc<str>,
+    },
 }
 
 impl Owner {
-    pub(crate) fn of(username: Option<&Arc<str>>) -> Owner {
+    pub(crate) fn of(realm: u32, username: Option<&Arc<str>>) -> Owner {
         match username {
-            Some(user) => Owner::User(user.clone()),
-            None => Owner::Anonymous,
+            Some(user) => Owner::User {
+                realm,
+                name: user.clone(),
+            },
+            None => Owner::Anonymous { realm },
         }
     }
 
-    /// Whether a connection with `username` may take over what the session
-    /// holds (its queue and subscriptions).
-    pub(crate) fn admits(&self, username: Option<&Arc<str>>) -> bool {
+    /// Whether a connection with `username` in `realm` may take over what
+    /// the session holds (its queue and subscriptions).
+    pub(crate) fn admits(&self, realm: u32, username: Option<&Arc<str>>) -> bool {
         match (self, username) {
-            (Owner::Unknown, _) | (Owner::Anonymous, None) => true,
-            (Owner::User(owner), Some(user)) => owner == user,
+            (Owner::Unknown, _) => true,
+            (Owner::Anonymous { realm: owner_realm }, None) => *owner_realm == realm,
+            (
+                Owner::User {
+                    realm: owner_realm,
+                    name,
+                },
+                Some(user),
+            ) => *owner_realm == realm && name == user,
             _ => false,
         }
     }
 
     pub(crate) fn username(&self) -> Option<&str> {
         match self {
-            Owner::User(user) => Some(user),
-            Owner::Unknown | Owner::Anonymous => None,
+            Owner::User { name, .. } => Some(name),
+            Owner::Unknown | Owner::Anonymous { .. } => None,
+        }
+    }
+
+    /// The realm the owner authenticated in; 0 (the server-wide one) while
+    /// unknown.
+    pub(crate) fn realm(&self) -> u32 {
+        match self {
+            Owner::User { realm, .. } | Owner::Anonymous { realm } => *realm,
+            Owner::Unknown => 0,
         }
     }
 }

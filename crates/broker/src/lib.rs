@@ -104,6 +104,11 @@ pub struct ConnectRequest<'a> {
     /// session whose user name differs starts clean instead, so that one
     /// user never inherits another's queued messages and subscriptions.
     pub username: Option<Arc<str>>,
+    /// Which password file and ACL `username` belongs to: 0 for the
+    /// server-wide ones, another number for a listener with files of its
+    /// own. Passed back to [`DeliveryFilter::can_receive`]; a resumed session
+    /// from another realm starts clean, as for another user name.
+    pub realm: u32,
 }
 
 /// Decides, per delivery, whether a session may receive a message: the
@@ -113,7 +118,10 @@ pub struct ConnectRequest<'a> {
 /// Called with one session's mutex held (it reads the session's user name
 /// there), so it must be quick and must not call back into the broker.
 pub trait DeliveryFilter: std::fmt::Debug + Send + Sync {
-    fn can_receive(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
+    /// `realm` is the session's [`ConnectRequest::realm`] (0 for a session
+    /// restored from the store whose client has not connected since).
+    fn can_receive(&self, realm: u32, client_id: &str, username: Option<&str>, topic: &str)
+        -> bool;
 }
 
 /// Timers kept in a sorted set; validated against the session on firing, so a
@@ -503,6 +511,7 @@ impl Broker {
             keep_alive,
         };
         let username = request.username;
+        let realm = request.realm;
 
         let mut connect_records = Vec::new();
         let (entry, session_present, resend) = {
@@ -513,7 +522,7 @@ impl Broker {
                 // A session belongs to the user who made it: another user with the same
                 // client id starts clean instead of inheriting its queue and subscriptions.
                 let clean_start =
-                    connect.clean_start || !old.owner.lock().admits(username.as_ref());
+                    connect.clean_start || !old.owner.lock().admits(realm, username.as_ref());
                 if let Some(previous) = inner.connection.take() {
                     // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E).
                     let _ = previous
@@ -595,7 +604,7 @@ impl Broker {
                 entry.set_persistent(session_expiry > 0);
                 inner.will = connect.will.as_ref().map(owned_will);
                 inner.connection = Some(attached);
-                *entry.owner.lock() = entry::Owner::of(username.as_ref());
+                *entry.owner.lock() = entry::Owner::of(realm, username.as_ref());
                 self.record_connect(&entry, &mut inner, &mut connect_records);
                 inner.session.attach(client)
             };
@@ -1053,7 +1062,7 @@ impl Broker {
             return true;
         };
         let owner = entry.owner.lock().clone();
-        let allowed = filter.can_receive(&entry.client_id, owner.username(), topic);
+        let allowed = filter.can_receive(owner.realm(), &entry.client_id, owner.username(), topic);
         if !allowed {
             Metrics::incr(&self.metrics.dropped_not_authorized);
         }

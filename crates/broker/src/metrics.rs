@@ -51,6 +51,14 @@ pub struct Metrics {
     /// Failed `accept` calls (e.g. out of file descriptors), each followed by
     /// a backoff.
     pub accept_errors: AtomicU64,
+    /// TLS handshakes on `tls` and `wss` listeners that failed or did not
+    /// finish within the connect timeout: plain bytes on a TLS port, a client
+    /// certificate that does not verify, no common protocol version. Also
+    /// counted per listener.
+    pub tls_handshake_failures: AtomicU64,
+    /// WebSocket upgrades answered 403 because their `Origin` header is not
+    /// in the listener's `allowed_origins`. Also counted per listener.
+    pub websocket_origins_refused: AtomicU64,
     /// Packets refused for exceeding `max_packet_size` (the connection is
     /// closed; v5: DISCONNECT 0x95). Also counted in `protocol_errors`.
     pub packets_too_large: AtomicU64,
@@ -95,6 +103,12 @@ pub struct ListenerStats {
     /// Sockets closed at once because `max_connections` (global or the
     /// listener's) was reached; also counted in `Metrics::connections_refused`.
     pub connections_refused: AtomicU64,
+    /// Failed TLS handshakes (`tls` and `wss` only); also counted in
+    /// `Metrics::tls_handshake_failures`.
+    pub tls_handshake_failures: AtomicU64,
+    /// WebSocket upgrades refused for their `Origin` (`ws` and `wss` only);
+    /// also counted in `Metrics::websocket_origins_refused`.
+    pub websocket_origins_refused: AtomicU64,
 }
 
 /// The listeners' counts by name, in registration order. A lock, not a map of

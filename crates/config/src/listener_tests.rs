@@ -324,3 +324,86 @@ fn listen_tls_without_a_certificate_and_orphan_certificate_flags_are_refused() {
         all[0]
     );
 }
+
+#[test]
+fn listeners_read_their_own_auth_files_and_rate_limits() {
+    let files = Files::new();
+    let passwords = files.path("cert.pem").display().to_string();
+    let acl = files.path("ca.pem").display().to_string();
+    let config = parse(&format!(
+        "[[listener]]\naddress = \"0.0.0.0:1883\"\npassword_file = {passwords:?}\n\
+         acl_file = {acl:?}\nconnection_rate_per_address = 3\n\
+         connection_burst_per_address = 4\nclient_message_rate = 5\nclient_byte_rate = 6\n\
+         [[listener]]\nkind = \"ws\"\naddress = \"127.0.0.1:8083\"\n\
+         allowed_origins = [\"https://app.example\", \"http://localhost:8080\", \"null\"]\n"
+    ))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let public = &config.listeners[0];
+    assert_eq!(public.password_file.as_deref(), Some(Path::new(&passwords)));
+    assert_eq!(public.acl_file.as_deref(), Some(Path::new(&acl)));
+    assert_eq!(public.connection_rate_per_address, Some(3));
+    assert_eq!(public.connection_burst_per_address, Some(4));
+    assert_eq!(public.client_message_rate, Some(5));
+    assert_eq!(public.client_byte_rate, Some(6));
+    assert_eq!(
+        config.listeners[1].allowed_origins,
+        ["https://app.example", "http://localhost:8080", "null"]
+    );
+    // Unset, the global settings apply: nothing of the listener's own.
+    assert_eq!(config.listeners[1].password_file, None);
+    assert_eq!(config.listeners[1].client_message_rate, None);
+}
+
+#[test]
+fn a_listeners_own_password_file_makes_a_public_listener_safe() {
+    let files = Files::new();
+    let passwords = files.path("cert.pem").display().to_string();
+    // Its own password file: no error, though `auth.password_file` is unset.
+    parse(&format!(
+        "[[listener]]\naddress = \"0.0.0.0:1883\"\npassword_file = {passwords:?}\n"
+    ))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    // Another listener's password file does not protect this one.
+    let all = errors(&format!(
+        "[[listener]]\naddress = \"0.0.0.0:1883\"\npassword_file = {passwords:?}\n\
+         [[listener]]\naddress = \"0.0.0.0:1884\"\n"
+    ));
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let message = all[0].to_string();
+    assert!(
+        message.contains("listener[1].address") && message.contains("password_file"),
+        "{message}"
+    );
+}
+
+#[test]
+fn listener_auth_files_limits_and_origins_are_checked() {
+    let all = errors(
+        "[[listener]]\naddress = \"127.0.0.1:1883\"\npassword_file = \"/nonexistent/passwords\"\n\
+         acl_file = \"\"\nconnection_burst_per_address = 0\nallowed_origins = [\"https://a.example\"]\n\
+         [[listener]]\nkind = \"ws\"\naddress = \"127.0.0.1:8083\"\n\
+         allowed_origins = [\"https://a.example/path\", \"a.example\", \"https://\", \"https://a.example\"]\n",
+    );
+    let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+    let has = |fragment: &str| messages.iter().any(|message| message.contains(fragment));
+    assert!(has("listener[0].password_file"), "{messages:#?}");
+    assert!(has("listener[0].acl_file"), "{messages:#?}");
+    assert!(
+        has("listener[0].connection_burst_per_address"),
+        "{messages:#?}"
+    );
+    assert!(
+        has("`listener[0].allowed_origins` only applies to ws and wss listeners"),
+        "{messages:#?}"
+    );
+    for bad in ["https://a.example/path", "a.example", "https://"] {
+        assert!(
+            messages
+                .iter()
+                .any(|message| message.contains("listener[1].allowed_origins")
+                    && message.contains(&format!("{bad:?}"))),
+            "{bad}: {messages:#?}"
+        );
+    }
+    assert_eq!(all.len(), 7, "{messages:#?}");
+}

@@ -35,12 +35,19 @@ pub(crate) const LISTENER_KEYS: &[&str] = &[
     "name",
     "max_connections",
     "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "connection_rate_per_address",
+    "connection_burst_per_address",
+    "client_message_rate",
+    "client_byte_rate",
     "cert_file",
     "key_file",
     "client_ca_file",
     "require_client_cert",
     "use_subject_as_username",
     "path",
+    "allowed_origins",
 ];
 /// Keys accepted in `[limits]`.
 pub(crate) const LIMITS_KEYS: &[&str] = &[
@@ -553,6 +560,23 @@ impl<'a> Reader<'a> {
                     Value::Boolean(allow) => transport.allow_anonymous = Some(allow),
                     _ => self.wrong_type(entry, path, "a boolean (true or false)"),
                 },
+                "password_file" => {
+                    transport.password_file = self.string(entry, path).map(PathBuf::from);
+                }
+                "acl_file" => transport.acl_file = self.string(entry, path).map(PathBuf::from),
+                "connection_rate_per_address" => {
+                    transport.connection_rate_per_address = self.integer(entry, path);
+                }
+                "connection_burst_per_address" => {
+                    transport.connection_burst_per_address = self.integer(entry, path);
+                }
+                "client_message_rate" => transport.client_message_rate = self.integer(entry, path),
+                "client_byte_rate" => transport.client_byte_rate = self.integer(entry, path),
+                "allowed_origins" => {
+                    if let Some(origins) = self.strings(entry, path) {
+                        transport.allowed_origins = origins;
+                    }
+                }
                 "cert_file" => transport.cert_file = self.string(entry, path).map(PathBuf::from),
                 "key_file" => transport.key_file = self.string(entry, path).map(PathBuf::from),
                 "client_ca_file" => {

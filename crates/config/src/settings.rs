@@ -330,6 +330,30 @@ pub struct ListenerConfig {
     /// explicit choice and passes validation without a password file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
+    /// This listener's password file, in place of `auth.password_file`
+    /// (which then does not apply here). Its users are a separate set: a
+    /// user of another file is unknown here. Reloaded on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// This listener's ACL file, in place of `auth.acl_file`. Reloaded on
+    /// SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acl_file: Option<PathBuf>,
+    /// `limits.connection_rate_per_address` for this listener alone (0 =
+    /// unlimited here); counted separately from other listeners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_rate_per_address: Option<u32>,
+    /// `limits.connection_burst_per_address` for this listener; at least 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_burst_per_address: Option<u32>,
+    /// `limits.client_message_rate` for clients of this listener (0 =
+    /// unlimited here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message_rate: Option<u32>,
+    /// `limits.client_byte_rate` for clients of this listener (0 =
+    /// unlimited here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_byte_rate: Option<u64>,
     /// `tls` and `wss`: the certificate chain (PEM, server certificate
     /// first). Required for those kinds, refused for the others. Reloaded on
     /// SIGHUP.
@@ -356,6 +380,12 @@ pub struct ListenerConfig {
     /// [`DEFAULT_WS_PATH`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `ws` and `wss`: the web origins (`https://app.example`) whose pages
+    /// may connect; an upgrade with another `Origin` header is answered 403.
+    /// Empty: every origin (MQTT authenticates in CONNECT, not with
+    /// cookies; see the README).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -386,12 +416,19 @@ impl Default for ListenerConfig {
             name: None,
             max_connections: None,
             allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
+            connection_rate_per_address: None,
+            connection_burst_per_address: None,
+            client_message_rate: None,
+            client_byte_rate: None,
             cert_file: None,
             key_file: None,
             client_ca_file: None,
             require_client_cert: DEFAULT_REQUIRE_CLIENT_CERT,
             use_subject_as_username: DEFAULT_USE_SUBJECT_AS_USERNAME,
             path: None,
+            allowed_origins: Vec::new(),
         }
     }
 }

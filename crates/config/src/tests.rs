@@ -144,6 +144,13 @@ fn known_key_lists_match_the_structs() {
     config.listeners[0].require_client_cert = true;
     config.listeners[0].use_subject_as_username = true;
     config.listeners[0].path = Some("/p".into());
+    config.listeners[0].allowed_origins = vec!["https://a.example".into()];
+    config.listeners[0].password_file = Some(PathBuf::from("p"));
+    config.listeners[0].acl_file = Some(PathBuf::from("a"));
+    config.listeners[0].connection_rate_per_address = Some(1);
+    config.listeners[0].connection_burst_per_address = Some(1);
+    config.listeners[0].client_message_rate = Some(1);
+    config.listeners[0].client_byte_rate = Some(1);
     config.auth.password_file = Some(PathBuf::from("p"));
     config.auth.acl_file = Some(PathBuf::from("a"));
     config.auth.allow_anonymous = Some(true);
@@ -203,6 +210,7 @@ fn serialized_config_reads_back_equal() {
                 require_client_cert: true,
                 use_subject_as_username: true,
                 path: Some("/ws/mqtt".into()),
+                ..ListenerConfig::default()
             },
         ],
         ..Config::default()

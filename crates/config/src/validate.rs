@@ -122,6 +122,7 @@ impl Checker<'_> {
                     "leave it out for no per-listener cap",
                 );
             }
+            self.listener_auth_and_limits(listener, label);
             if let Some(name) = &listener.name {
                 if name.trim().is_empty() {
                     self.report(
@@ -172,6 +173,27 @@ impl Checker<'_> {
         }
     }
 
+    /// A listener's own auth files and rate limits: files that can be read,
+    /// and a burst that lets at least one connection through.
+    fn listener_auth_and_limits(&mut self, listener: &ListenerConfig, label: &str) {
+        for (key, file) in [
+            ("password_file", &listener.password_file),
+            ("acl_file", &listener.acl_file),
+        ] {
+            if let Some(file) = file {
+                self.readable_file(&format!("{label}.{key}"), file);
+            }
+        }
+        if let Some(burst) = listener.connection_burst_per_address {
+            self.range(
+                &format!("{label}.connection_burst_per_address"),
+                u64::from(burst),
+                1..=u64::MAX,
+                "a burst of 0 would refuse every connection; to turn the limit off                  on this listener, set its connection_rate_per_address = 0",
+            );
+        }
+    }
+
     /// A listener's TLS and WebSocket settings: each only on the kinds it
     /// applies to (a setting of another transport most likely means a wrong
     /// `kind`), a readable certificate and key for `tls` and `wss`,
@@ -195,6 +217,23 @@ impl Checker<'_> {
         }
         if !kind.uses_websocket() && listener.path.is_some() {
             self.not_for_kind(label, "path", kind, "ws and wss");
+        }
+        if !kind.uses_websocket() && !listener.allowed_origins.is_empty() {
+            self.not_for_kind(label, "allowed_origins", kind, "ws and wss");
+        }
+        let origins_path = format!("{label}.allowed_origins");
+        for origin in &listener.allowed_origins {
+            if !valid_origin(origin) && !self.sources.failed(&origins_path) {
+                self.report(
+                    &[&origins_path],
+                    Problem::InvalidValue {
+                        key: origins_path.clone(),
+                        value: format!("{origin:?}"),
+                        expected: "a web origin as browsers send it: scheme://host or                                    scheme://host:port, with no path (e.g.                                    \"https://app.example\"), or \"null\""
+                            .to_owned(),
+                    },
+                );
+            }
         }
         if kind.uses_tls() {
             for (key, file) in [
@@ -556,10 +595,13 @@ impl Checker<'_> {
         let labels = self.listener_labels(config);
         for (listener, label) in config.listeners.iter().zip(&labels) {
             // A listener that takes user names from verified client
-            // certificates has no anonymous clients.
+            // certificates has no anonymous clients; one with its own
+            // password file checks user names.
             if listener.address.ip().to_canonical().is_loopback()
                 || listener.use_subject_as_username
                 || listener.allow_anonymous == Some(true)
+                || listener.password_file.is_some()
+                || self.sources.failed(&format!("{label}.password_file"))
             {
                 continue;
             }
@@ -574,7 +616,8 @@ impl Checker<'_> {
             let message = format!(
                 "{named} is not a loopback address and no `auth.password_file` is set, so \
                  anyone who can reach it could connect without credentials: set \
-                 `auth.password_file` (create it with `switchboard passwd FILE USER`), or set \
+                 `auth.password_file` or the listener's `password_file` (create it with \
+                 `switchboard passwd FILE USER`), or set \
                  `auth.allow_anonymous = true` (or the listener's `allow_anonymous = true`) \
                  to accept anonymous clients on purpose"
             );
@@ -770,6 +813,26 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `origin` is written as browsers send the `Origin` header:
+/// `scheme://host[:port]` with no path, query or user, or `null`.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "null" {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character))
+        && !authority.is_empty()
+        && !authority.chars().any(|character| {
+            character.is_whitespace() || character.is_control() || "/?#@".contains(character)
+        })
 }
 
 #[cfg(test)]

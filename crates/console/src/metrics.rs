@@ -143,6 +143,18 @@ pub(crate) fn render(state: &Console) -> String {
         "Failed accept calls (e.g. out of file descriptors), each followed by a backoff.",
         get(&metrics.accept_errors),
     );
+    out.single(
+        "switchboard_tls_handshake_failures_total",
+        Counter,
+        "TLS handshakes that failed or timed out (tls and wss listeners).",
+        get(&metrics.tls_handshake_failures),
+    );
+    out.single(
+        "switchboard_websocket_origins_refused_total",
+        Counter,
+        "WebSocket upgrades refused (HTTP 403) because their Origin is not allowed.",
+        get(&metrics.websocket_origins_refused),
+    );
     let listeners = metrics.listeners.snapshot();
     let listener_samples =
         |counter: fn(&ListenerStats) -> &AtomicU64| -> Vec<(Vec<(&str, &str)>, u64)> {
@@ -168,6 +180,18 @@ pub(crate) fn render(state: &Console) -> String {
         Counter,
         "Sockets closed at once because a connection limit was reached, by listener.",
         &borrow_labels(&listener_samples(|stats| &stats.connections_refused)),
+    );
+    out.family(
+        "switchboard_listener_tls_handshake_failures_total",
+        Counter,
+        "TLS handshakes that failed or timed out, by listener.",
+        &borrow_labels(&listener_samples(|stats| &stats.tls_handshake_failures)),
+    );
+    out.family(
+        "switchboard_listener_websocket_origins_refused_total",
+        Counter,
+        "WebSocket upgrades refused for their Origin, by listener.",
+        &borrow_labels(&listener_samples(|stats| &stats.websocket_origins_refused)),
     );
     out.single(
         "switchboard_sessions",

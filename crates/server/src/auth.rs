@@ -17,57 +17,94 @@ use switchboard_codec::{Connect, ReasonCode, SubAck, Subscribe};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
+use crate::{ListenerPolicy, Shared};
 
-/// The server's share of authentication: the [`Auth`] and the bound on
-/// concurrent password checks.
+/// The server's bound on concurrent password checks, shared by every
+/// listener (whichever password file they check against).
 #[derive(Debug)]
 pub(crate) struct AuthGate {
-    pub(crate) auth: Arc<Auth>,
     /// One permit per concurrent Argon2 verification.
     verifications: Semaphore,
 }
 
 impl AuthGate {
-    pub(crate) fn new(auth: Arc<Auth>) -> AuthGate {
+    pub(crate) fn new() -> AuthGate {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         AuthGate {
-            auth,
             verifications: Semaphore::new(cores),
         }
     }
 }
 
-/// The broker's delivery filter: the ACL's read check.
-#[derive(Debug)]
-pub(crate) struct AclDeliveryFilter(pub(crate) Arc<Auth>);
+/// The password files and ACLs in use, by realm: index 0 is the server's
+/// own ([`crate::ServerOptions::auth`]), the others those of listeners with
+/// their own ([`crate::ListenerOptions::auth`]). A session's realm says
+/// which one checks it.
+#[derive(Debug, Clone)]
+pub(crate) struct Realms(Vec<Arc<Auth>>);
 
-impl DeliveryFilter for AclDeliveryFilter {
-    fn can_receive(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
-        self.0.can_receive(client_id, username, topic)
+impl Realms {
+    pub(crate) fn new(server: Arc<Auth>) -> Realms {
+        Realms(vec![server])
+    }
+
+    /// The realm of `auth`, added if new (the same `Arc` twice is one realm).
+    pub(crate) fn realm_of(&mut self, auth: &Arc<Auth>) -> u32 {
+        let index = match self.0.iter().position(|known| Arc::ptr_eq(known, auth)) {
+            Some(index) => index,
+            None => {
+                self.0.push(auth.clone());
+                self.0.len() - 1
+            }
+        };
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    fn has_acl(&self) -> bool {
+        self.0.iter().any(|auth| auth.has_acl())
     }
 }
 
-/// Gives the broker the ACL's read check when an ACL file is configured
+/// The broker's delivery filter: the ACL's read check, of the session's realm.
+#[derive(Debug)]
+pub(crate) struct AclDeliveryFilter(Realms);
+
+impl DeliveryFilter for AclDeliveryFilter {
+    fn can_receive(
+        &self,
+        realm: u32,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &str,
+    ) -> bool {
+        // Every realm a session can carry was registered at bind time; an
+        // unknown one would be a bug, and then refusing is the safe answer.
+        usize::try_from(realm)
+            .ok()
+            .and_then(|index| self.0 .0.get(index))
+            .is_some_and(|auth| auth.can_receive(client_id, username, topic))
+    }
+}
+
+/// Gives the broker the ACL's read check when any realm has an ACL file
 /// (without one every delivery is allowed, and the check is skipped).
-pub(crate) fn install(broker: Broker, auth: &Arc<Auth>) -> Broker {
-    if auth.has_acl() {
-        broker.with_delivery_filter(Arc::new(AclDeliveryFilter(auth.clone())))
+pub(crate) fn install(broker: Broker, realms: &Realms) -> Broker {
+    if realms.has_acl() {
+        broker.with_delivery_filter(Arc::new(AclDeliveryFilter(realms.clone())))
     } else {
         broker
     }
 }
 
-/// Whether clients without a user name may connect on a listener bound to
-/// `address`: the listener's own `allow_anonymous` if set, otherwise
-/// [`switchboard_auth::anonymous_allowed`].
+/// Whether clients without a user name may connect on `listener`: its own
+/// `allow_anonymous` if set, otherwise [`switchboard_auth::anonymous_allowed`]
+/// with the server's setting.
 pub(crate) fn anonymous_on(
-    shared: &Shared,
+    options: &crate::ServerOptions,
     listener: &crate::ListenerOptions,
-    address: IpAddr,
 ) -> bool {
     listener.allow_anonymous.unwrap_or_else(|| {
-        switchboard_auth::anonymous_allowed(shared.options.allow_anonymous, address)
+        switchboard_auth::anonymous_allowed(options.allow_anonymous, listener.address.ip())
     })
 }
 
@@ -121,15 +158,17 @@ pub(crate) fn apply_certificate(
 /// applies; the will is still checked.
 pub(crate) async fn login(
     shared: &Shared,
+    policy: &ListenerPolicy,
     connect: &Connect,
     peer: IpAddr,
-    anonymous_allowed: bool,
     certified: bool,
     cancel: &CancellationToken,
 ) -> Result<(), ReasonCode> {
     let gate = &shared.auth;
+    let auth = &policy.auth;
+    let anonymous_allowed = policy.anonymous_allowed;
     let metrics = shared.broker.metrics();
-    if let Some(delay) = gate.auth.login_delay(peer, now()).filter(|_| !certified) {
+    if let Some(delay) = auth.login_delay(peer, now()).filter(|_| !certified) {
         Metrics::incr(&metrics.auth_throttled);
         tracing::debug!(%peer, ?delay, "too many failed logins from this address; holding the CONNECT");
         tokio::select! {
@@ -140,11 +179,10 @@ pub(crate) async fn login(
     let username = connect.username.as_deref();
     let decided = if certified {
         Ok(())
-    } else if gate.auth.needs_hashing(username) {
-        verify_blocking(gate, connect, anonymous_allowed).await
+    } else if auth.needs_hashing(username) {
+        verify_blocking(gate, auth, connect, anonymous_allowed).await
     } else {
-        gate.auth
-            .authenticate(username, connect.password.as_deref(), anonymous_allowed)
+        auth.authenticate(username, connect.password.as_deref(), anonymous_allowed)
     };
     if let Err(refusal) = decided {
         Metrics::incr(&metrics.auth_failures);
@@ -152,7 +190,7 @@ pub(crate) async fn login(
             Refusal::BadCredentials => {
                 // Only guesses count towards throttling; a missing user name is
                 // not one.
-                gate.auth.record_login_failure(peer, now());
+                auth.record_login_failure(peer, now());
                 ReasonCode::BAD_USER_NAME_OR_PASSWORD
             }
             Refusal::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
@@ -164,10 +202,7 @@ pub(crate) async fn login(
         // A will is published on the client's behalf, so it needs the client's own
         // right to publish there. The client id is the one sent: an identifier the
         // server assigns later is not known yet, so `%c` patterns do not grant it.
-        if !gate
-            .auth
-            .can_publish(&connect.client_id, username, &will.topic)
-        {
+        if !auth.can_publish(&connect.client_id, username, &will.topic) {
             Metrics::incr(&metrics.auth_failures);
             tracing::info!(%peer, client_id = %connect.client_id, topic = %will.topic, "will topic not authorized; refusing the CONNECT");
             return Err(ReasonCode::NOT_AUTHORIZED);
@@ -179,6 +214,7 @@ pub(crate) async fn login(
 /// Runs the password check on the blocking pool, within the concurrency bound.
 async fn verify_blocking(
     gate: &AuthGate,
+    auth: &Arc<Auth>,
     connect: &Connect,
     anonymous_allowed: bool,
 ) -> Result<(), Refusal> {
@@ -187,7 +223,7 @@ async fn verify_blocking(
     let Ok(_permit) = gate.verifications.acquire().await else {
         return Err(Refusal::BadCredentials);
     };
-    let auth = gate.auth.clone();
+    let auth = auth.clone();
     let username = connect.username.clone();
     let password = connect.password.clone();
     tokio::task::spawn_blocking(move || {
@@ -212,11 +248,11 @@ pub(crate) struct SubscribeCheck {
 impl SubscribeCheck {
     pub(crate) fn new(
         shared: &Shared,
+        auth: &Auth,
         client_id: &str,
         username: Option<&str>,
         subscribe: Subscribe,
     ) -> SubscribeCheck {
-        let auth = &shared.auth.auth;
         let limits = &shared.options.broker.topic_limits;
         let mut allowed = subscribe;
         let filters = std::mem::take(&mut allowed.filters);

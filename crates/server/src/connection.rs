@@ -66,9 +66,9 @@ impl Close {
     }
 }
 
-/// Serves one connection. `anonymous_allowed` is the listener's rule for
-/// clients without a user name, `certificate` the user name its TLS client
-/// certificate gives (see `crate::auth`).
+/// Serves one connection. `policy` is the auth and limits of its listener,
+/// `certificate` the user name its TLS client certificate gives (see
+/// `crate::auth`).
 ///
 /// `stream` may buffer writes (TLS, WebSocket): the task flushes it whenever
 /// its own write buffer has been handed over.
@@ -77,7 +77,7 @@ pub(crate) async fn run<S>(
     peer: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    anonymous_allowed: bool,
+    policy: Arc<crate::ListenerPolicy>,
     certificate: crate::auth::CertificateUser,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -152,15 +152,8 @@ pub(crate) async fn run<S>(
                 return;
             }
         };
-    if let Err(code) = crate::auth::login(
-        &shared,
-        &connect,
-        peer.ip(),
-        anonymous_allowed,
-        certified,
-        &cancel,
-    )
-    .await
+    if let Err(code) =
+        crate::auth::login(&shared, &policy, &connect, peer.ip(), certified, &cancel).await
     {
         refuse(&mut writer, version, code).await;
         return;
@@ -171,6 +164,7 @@ pub(crate) async fn run<S>(
         peer: peer.to_string(),
         control: control_sender,
         username: username.clone(),
+        realm: policy.realm,
     };
     let connected = match shared.broker.connect(request, now()) {
         Ok(connected) => connected,
@@ -241,16 +235,15 @@ pub(crate) async fn run<S>(
         held: Vec::new(),
         events: Vec::new(),
         username,
-        message_rate: shared
-            .options
+        message_rate: policy
             .rates
             .client_messages
             .map(|rate| TokenBucket::new(rate, now())),
-        byte_rate: shared
-            .options
+        byte_rate: policy
             .rates
             .client_bytes
             .map(|rate| TokenBucket::new(rate, now())),
+        policy,
         throttled: false,
     };
     drop(connect);
@@ -467,6 +460,8 @@ fn push(
 
 struct Connection {
     shared: Arc<Shared>,
+    /// The listener's auth and limits.
+    policy: Arc<crate::ListenerPolicy>,
     entry: Arc<SessionEntry>,
     generation: u64,
     version: ProtocolVersion,
@@ -940,6 +935,7 @@ impl Connection {
                 // Filters the ACL refuses never reach the broker (SUBACK 0x87 / 0x80).
                 let check = crate::auth::SubscribeCheck::new(
                     &self.shared,
+                    &self.policy.auth,
                     self.entry.client_id(),
                     self.username.as_deref(),
                     subscribe,
@@ -1037,7 +1033,7 @@ impl Connection {
             return Err(Close::protocol(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let packet_id = publish.packet_id.unwrap_or(0);
-        if !self.shared.auth.auth.can_publish(
+        if !self.policy.auth.can_publish(
             self.entry.client_id(),
             self.username.as_deref(),
             &publish.topic,

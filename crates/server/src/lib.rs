@@ -78,6 +78,16 @@ pub struct ListenerOptions {
     /// `Some` overrides both `ServerOptions::allow_anonymous` and the
     /// loopback default; `None` leaves the decision to them.
     pub allow_anonymous: Option<bool>,
+    /// This listener's own password file and ACL, in place of
+    /// `ServerOptions::auth` (`None`: the server's apply). Its users are a
+    /// separate realm: a session made here is not resumed by a same-named
+    /// user of another realm, and its deliveries are checked against this
+    /// ACL. Pass the same `Arc` to several listeners to share one realm.
+    pub auth: Option<Arc<Auth>>,
+    /// This listener's own rate limits, all three in place of
+    /// `ServerOptions::rates` (`None`: the server's apply). Connections per
+    /// address are then counted for this listener alone.
+    pub rates: Option<RateLimits>,
 }
 
 impl Default for ListenerOptions {
@@ -90,6 +100,8 @@ impl Default for ListenerOptions {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 0,
             allow_anonymous: None,
+            auth: None,
+            rates: None,
         }
     }
 }
@@ -185,16 +197,25 @@ pub(crate) struct Shared {
     pub(crate) broker: Arc<Broker>,
     pub(crate) options: ServerOptions,
     pub(crate) auth: auth::AuthGate,
-    /// New connections per source address, over all listeners; `None` when
-    /// unlimited. A std mutex: one short, synchronous check per accept.
-    pub(crate) connection_rate: Option<std::sync::Mutex<limits::AddressLimiter>>,
+    /// New connections per source address, over all listeners without rates
+    /// of their own; `None` when unlimited.
+    pub(crate) connection_rate: Option<AddressRate>,
 }
 
+/// A per-address connection limiter. A std mutex: one short, synchronous
+/// check per accept.
+type AddressRate = std::sync::Mutex<limits::AddressLimiter>;
+
 impl Shared {
-    /// Whether a new connection from `peer` is within the per-address rate;
+    /// Whether a new connection from `peer` on a listener with `policy` is
+    /// within the per-address rate (the listener's own, or the server's);
     /// counts a refusal.
-    fn admit_address(&self, peer: SocketAddr) -> bool {
-        let Some(limiter) = &self.connection_rate else {
+    fn admit_address(&self, policy: &ListenerPolicy, peer: SocketAddr) -> bool {
+        let limiter = match &policy.connection_rate {
+            ListenerAddressRate::Server => self.connection_rate.as_ref(),
+            ListenerAddressRate::Own(limiter) => limiter.as_ref(),
+        };
+        let Some(limiter) = limiter else {
             return true;
         };
         let now = tokio::time::Instant::now().into_std();
@@ -210,8 +231,35 @@ impl Shared {
     }
 }
 
+/// A listener's auth and limit settings with the server's filled in where
+/// it has none of its own: what its connections are checked against.
+#[derive(Debug)]
+pub(crate) struct ListenerPolicy {
+    /// Whether clients without a user name may connect.
+    pub(crate) anonymous_allowed: bool,
+    /// The password file and ACL that apply.
+    pub(crate) auth: Arc<Auth>,
+    /// Which of the server's realms `auth` is (0: the server's own).
+    pub(crate) realm: u32,
+    /// The client message and byte rates (the connection-rate part is in
+    /// `connection_rate`).
+    pub(crate) rates: RateLimits,
+    pub(crate) connection_rate: ListenerAddressRate,
+}
+
+/// Where a listener counts new connections per source address.
+#[derive(Debug)]
+pub(crate) enum ListenerAddressRate {
+    /// In the server's limiter, with every listener without rates of its own.
+    Server,
+    /// In its own (`None`: unlimited on this listener).
+    Own(Option<AddressRate>),
+}
+
 struct BoundListener {
     options: ListenerOptions,
+    /// The listener's auth and limits, as its connections apply them.
+    policy: Arc<ListenerPolicy>,
     listener: TcpListener,
     local_addr: SocketAddr,
     /// The transport set-up its connections share (TLS configuration).
@@ -231,6 +279,7 @@ impl Server {
         if options.listeners.is_empty() {
             return Err(ServerError::NoListener);
         }
+        let mut bound = Vec::with_capacity(options.listeners.len());
         let mut listeners = Vec::with_capacity(options.listeners.len());
         let mut tls_listeners = Vec::new();
         for listener_options in &options.listeners {
@@ -257,22 +306,56 @@ impl Server {
                 .await
                 .map_err(bind_error)?;
             let local_addr = listener.local_addr().map_err(bind_error)?;
+            bound.push((listener_options.clone(), listener, local_addr, tls));
+        }
+        let mut realms = auth::Realms::new(options.auth.clone());
+        let policies: Vec<Arc<ListenerPolicy>> = options
+            .listeners
+            .iter()
+            .map(|listener| {
+                let auth = listener
+                    .auth
+                    .clone()
+                    .unwrap_or_else(|| options.auth.clone());
+                let connection_rate = match &listener.rates {
+                    None => ListenerAddressRate::Server,
+                    Some(rates) => ListenerAddressRate::Own(
+                        rates
+                            .connections_per_address
+                            .map(|rate| std::sync::Mutex::new(limits::AddressLimiter::new(rate))),
+                    ),
+                };
+                Arc::new(ListenerPolicy {
+                    anonymous_allowed: auth::anonymous_on(&options, listener),
+                    realm: realms.realm_of(&auth),
+                    auth,
+                    rates: listener.rates.unwrap_or(options.rates),
+                    connection_rate,
+                })
+            })
+            .collect();
+        let now = tokio::time::Instant::now().into_std();
+        let broker = Arc::new(auth::install(open_broker(&options, now)?, &realms));
+        for ((listener_options, listener, local_addr, tls), policy) in
+            bound.into_iter().zip(policies)
+        {
+            let stats = broker.metrics().listeners.register(&listener_options.name);
             listeners.push(BoundListener {
-                options: listener_options.clone(),
-                listener,
-                local_addr,
                 transport: Arc::new(transport::Transport {
                     kind: listener_options.kind.clone(),
                     tls,
+                    stats,
                 }),
+                options: listener_options,
+                policy,
+                listener,
+                local_addr,
             });
         }
-        let now = tokio::time::Instant::now().into_std();
-        let broker = Arc::new(auth::install(open_broker(&options, now)?, &options.auth));
         Ok(Server {
             shared: Arc::new(Shared {
                 broker,
-                auth: auth::AuthGate::new(options.auth.clone()),
+                auth: auth::AuthGate::new(),
                 connection_rate: options
                     .rates
                     .connections_per_address
@@ -321,10 +404,11 @@ impl Server {
             n => Some(Arc::new(Semaphore::new(n))),
         };
         let addrs = self.local_addrs();
-        // In-memory connections behave as if accepted on the first listener.
-        let in_memory_anonymous = self.listeners.first().is_none_or(|bound| {
-            auth::anonymous_on(&self.shared, &bound.options, bound.local_addr.ip())
-        });
+        let policies = self
+            .listeners
+            .iter()
+            .map(|bound| bound.policy.clone())
+            .collect();
         for bound in self.listeners {
             tracing::info!(listener = %bound.options.name, kind = bound.options.kind.as_str(), address = %bound.local_addr, "listening");
             tracker.spawn(accept_loop(
@@ -342,7 +426,7 @@ impl Server {
         RunningServer {
             shared: self.shared,
             addrs,
-            in_memory_anonymous,
+            policies,
             global_limit,
             cancel,
             tracker,
@@ -356,9 +440,9 @@ impl Server {
 pub struct RunningServer {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
-    /// Whether in-memory connections may be anonymous: the first listener's
-    /// decision, as they behave as if accepted there.
-    in_memory_anonymous: bool,
+    /// Each listener's auth and limits, in listener order, for in-memory
+    /// connections (which behave as if accepted on one of them).
+    policies: Vec<Arc<ListenerPolicy>>,
     /// The global connection limit, which in-memory connections count against too.
     global_limit: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -388,8 +472,23 @@ impl RunningServer {
     /// apply (not the listener's own limit): a refused connection is closed
     /// at once, as a refused socket is.
     pub fn connect_in_memory(&self, peer: SocketAddr) -> tokio::io::DuplexStream {
+        self.connect_in_memory_on(0, peer)
+    }
+
+    /// [`RunningServer::connect_in_memory`], as if accepted on listener
+    /// `listener` (an index into the listeners, in order): its auth and rate
+    /// limits apply (its own `max_connections` does not, nor its transport).
+    /// A listener that does not exist closes the connection at once.
+    pub fn connect_in_memory_on(
+        &self,
+        listener: usize,
+        peer: SocketAddr,
+    ) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(IN_MEMORY_PIPE_BYTES);
-        if !self.shared.admit_address(peer) {
+        let Some(policy) = self.policies.get(listener).cloned() else {
+            return client;
+        };
+        if !self.shared.admit_address(&policy, peer) {
             return client;
         }
         let Ok(permit) = acquire(&self.global_limit) else {
@@ -398,14 +497,13 @@ impl RunningServer {
         };
         let shared = self.shared.clone();
         let cancel = self.cancel.child_token();
-        let anonymous = self.in_memory_anonymous;
         self.tracker.spawn(async move {
             connection::run(
                 server,
                 peer,
                 shared,
                 cancel,
-                anonymous,
+                policy,
                 auth::CertificateUser::NotUsed,
             )
             .await;
@@ -457,12 +555,7 @@ async fn accept_loop(
         0 => None,
         n => Some(Arc::new(Semaphore::new(n))),
     };
-    let anonymous = auth::anonymous_on(&shared, &bound.options, bound.options.address.ip());
-    let stats = shared
-        .broker
-        .metrics()
-        .listeners
-        .register(&bound.options.name);
+    let stats = bound.transport.stats.clone();
     let mut backoff = limits::ACCEPT_BACKOFF_START;
     loop {
         let accepted = tokio::select! {
@@ -490,7 +583,7 @@ async fn accept_loop(
         };
         // Refused sockets are closed before any byte is read: cheaper than the
         // CONNECT timeout, and nothing about them is trusted.
-        if !shared.admit_address(peer) {
+        if !shared.admit_address(&bound.policy, peer) {
             drop(stream);
             continue;
         }
@@ -511,8 +604,9 @@ async fn accept_loop(
         let shared = shared.clone();
         let cancel = cancel.child_token();
         let transport = bound.transport.clone();
+        let policy = bound.policy.clone();
         tracker.spawn(async move {
-            transport::serve(stream, peer, transport, shared, cancel, anonymous).await;
+            transport::serve(stream, peer, transport, shared, cancel, policy).await;
             drop(open);
             drop(permits);
         });

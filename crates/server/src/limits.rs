@@ -16,6 +16,9 @@
 //! | client message / byte rate | the connection stops reading its socket until the client is back within its rate (`clients_throttled`); nothing is dropped and nothing is sent |
 //! | failed `accept` | the listener waits 10 ms, doubling up to 1 s while failures continue (`accept_errors`) |
 //!
+//! Each listener applies either the server's [`RateLimits`] or, when it has
+//! them, its own (`ListenerOptions::rates`), all three together.
+//!
 //! Why throttling rather than MQTT 5's DISCONNECT 0x96 (Message rate too
 //! high): a client that publishes faster than allowed is slowed down by TCP
 //! flow control, the same for 3.x and 5.0 clients, without losing a message
@@ -52,7 +55,9 @@ impl Rate {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateLimits {
     /// New connections per source address (IPv4 address, IPv6 /64), over all
-    /// listeners. Refused connections are closed at once.
+    /// listeners that use the server's rates; a listener with rates of its
+    /// own (`ListenerOptions::rates`) counts its connections apart. Refused
+    /// connections are closed at once.
     pub connections_per_address: Option<Rate>,
     /// PUBLISH packets per second from one client; beyond it the connection
     /// stops reading.

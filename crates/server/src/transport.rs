@@ -16,9 +16,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use switchboard_broker::{ListenerStats, Metrics};
+
 use crate::auth::CertificateUser;
 use crate::tls::TlsListener;
-use crate::{connection, websocket, ListenerKind, Shared};
+use crate::{connection, websocket, ListenerKind, ListenerPolicy, Shared};
 
 /// What a listener's connections need to set up their transport.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub(crate) struct Transport {
     pub(crate) kind: ListenerKind,
     /// The live TLS configuration, for `tls` and `wss` listeners.
     pub(crate) tls: Option<Arc<TlsListener>>,
+    /// The listener's counters (failed handshakes, refused origins).
+    pub(crate) stats: Arc<ListenerStats>,
 }
 
 /// Sets up the transport on `stream` and serves the connection on it.
@@ -35,10 +39,9 @@ pub(crate) async fn serve(
     transport: Arc<Transport>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    anonymous_allowed: bool,
+    policy: Arc<ListenerPolicy>,
 ) {
     let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
-    let max_packet_size = shared.options.broker.max_packet_size;
     match (&transport.kind, &transport.tls) {
         (ListenerKind::Tcp, _) => {
             connection::run(
@@ -46,7 +49,7 @@ pub(crate) async fn serve(
                 peer,
                 shared,
                 cancel,
-                anonymous_allowed,
+                policy,
                 CertificateUser::NotUsed,
             )
             .await;
@@ -56,19 +59,22 @@ pub(crate) async fn serve(
         // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
             Box::pin(async {
-                let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
+                let Some(stream) =
+                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
+                else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+                connection::run(stream, peer, shared, cancel, policy, user).await;
             })
             .await;
         }
         (ListenerKind::Ws(options), _) => {
             Box::pin(async {
-                let upgrade = websocket::accept(stream, options, max_packet_size);
-                let Some((stream, _)) =
-                    within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+                let Some(stream) = upgrade(
+                    &transport, &shared, stream, options, peer, deadline, &cancel,
+                )
+                .await
                 else {
                     return;
                 };
@@ -77,7 +83,7 @@ pub(crate) async fn serve(
                     peer,
                     shared,
                     cancel,
-                    anonymous_allowed,
+                    policy,
                     CertificateUser::NotUsed,
                 )
                 .await;
@@ -86,17 +92,20 @@ pub(crate) async fn serve(
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
             Box::pin(async {
-                let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
-                    return;
-                };
-                let user = certificate_user(tls, &stream);
-                let upgrade = websocket::accept(stream, options, max_packet_size);
-                let Some((stream, _)) =
-                    within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
+                let Some(stream) =
+                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
                 else {
                     return;
                 };
-                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+                let user = certificate_user(tls, &stream);
+                let Some(stream) = upgrade(
+                    &transport, &shared, stream, options, peer, deadline, &cancel,
+                )
+                .await
+                else {
+                    return;
+                };
+                connection::run(stream, peer, shared, cancel, policy, user).await;
             })
             .await;
         }
@@ -108,28 +117,70 @@ pub(crate) async fn serve(
     }
 }
 
-/// The TLS handshake, with the certificate current at its start.
+/// The TLS handshake, with the certificate current at its start. A failure
+/// (an error or the deadline) is counted globally and for the listener.
 async fn handshake(
+    transport: &Transport,
     tls: &TlsListener,
+    shared: &Shared,
     stream: TcpStream,
     peer: SocketAddr,
     deadline: tokio::time::Instant,
     cancel: &CancellationToken,
 ) -> Option<TlsStream<TcpStream>> {
     let accept = tls.acceptor().accept(stream);
-    within(deadline, cancel, peer, "TLS handshake", accept).await
+    within(deadline, cancel, peer, "TLS handshake", accept, |_| {
+        Metrics::incr(&shared.broker.metrics().tls_handshake_failures);
+        Metrics::incr(&transport.stats.tls_handshake_failures);
+    })
+    .await
+}
+
+/// The WebSocket upgrade; an upgrade refused for its `Origin` is counted
+/// globally and for the listener.
+async fn upgrade<S>(
+    transport: &Transport,
+    shared: &Shared,
+    stream: S,
+    options: &websocket::WebSocketOptions,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> Option<websocket::WebSocketIo<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let max_packet_size = shared.options.broker.max_packet_size;
+    let accept = websocket::accept(stream, options, max_packet_size);
+    let (stream, _) = within(
+        deadline,
+        cancel,
+        peer,
+        "WebSocket upgrade",
+        accept,
+        |error| {
+            if let Some(websocket::UpgradeError::OriginRefused { .. }) = error {
+                Metrics::incr(&shared.broker.metrics().websocket_origins_refused);
+                Metrics::incr(&transport.stats.websocket_origins_refused);
+            }
+        },
+    )
+    .await?;
+    Some(stream)
 }
 
 /// Runs one handshake step until `deadline`; `None` (logged) when it fails,
-/// times out, or the server shuts down. Failures are logged at debug level:
-/// on a public address, scanners and clients with bad certificates are
-/// routine.
+/// times out, or the server shuts down. `failed` is called on a failure
+/// with its error, or with `None` when the deadline passed (not when the
+/// server shuts down). Failures are logged at debug level: on a public
+/// address, scanners and clients with bad certificates are routine.
 async fn within<T, E: std::fmt::Display>(
     deadline: tokio::time::Instant,
     cancel: &CancellationToken,
     peer: SocketAddr,
     what: &str,
     step: impl Future<Output = Result<T, E>>,
+    failed: impl FnOnce(Option<&E>),
 ) -> Option<T> {
     tokio::select! {
         _ = cancel.cancelled() => None,
@@ -137,10 +188,12 @@ async fn within<T, E: std::fmt::Display>(
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "{what} failed; closing");
+                failed(Some(&error));
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, "{what} not finished within the connect timeout; closing");
+                failed(None);
                 None
             }
         },

@@ -62,14 +62,52 @@ pub struct WebSocketOptions {
     /// The HTTP path clients upgrade on (`/mqtt`); any other path is answered
     /// 404. The query string is ignored.
     pub path: String,
+    /// The web origins (`https://example.com`, `http://localhost:8080`) whose
+    /// pages may open a connection; an upgrade whose `Origin` header is not
+    /// one of them is answered 403. Empty (the default): every origin is
+    /// accepted. A request without an `Origin` header (not from a browser)
+    /// is accepted either way. See [`origin_allowed`] for why.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WebSocketOptions {
     fn default() -> Self {
         WebSocketOptions {
             path: DEFAULT_WEBSOCKET_PATH.to_owned(),
+            allowed_origins: Vec::new(),
         }
     }
+}
+
+/// Whether an upgrade request with this `Origin` header may go ahead.
+///
+/// Why every origin is accepted unless a list is configured: MQTT
+/// authenticates in CONNECT, with credentials the page's own script sends,
+/// not with cookies or other ambient credentials a browser would attach to
+/// a cross-site request. So a hostile page gains nothing from connecting
+/// that any program could not do directly, which is what Mosquitto and
+/// other brokers assume too. A list is for deployments that want browsers
+/// to connect only from their own pages (for example where the network
+/// position itself is trusted: anonymous access on an intranet).
+///
+/// A request without `Origin` does not come from a browser (browsers always
+/// send it on WebSocket upgrades), and any other program can send whatever
+/// `Origin` it likes, so the header means nothing outside browsers: such
+/// requests are not refused. Origins compare without regard to ASCII case
+/// (scheme and host are case-insensitive) and without a trailing `/`.
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&[u8]>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    if allowed.is_empty() {
+        return true;
+    }
+    let origin = origin.strip_suffix(b"/").unwrap_or(origin);
+    allowed.iter().any(|candidate| {
+        let candidate = candidate.as_bytes();
+        let candidate = candidate.strip_suffix(b"/").unwrap_or(candidate);
+        candidate.eq_ignore_ascii_case(origin)
+    })
 }
 
 /// The WebSocket settings for a broker whose largest packet is
@@ -90,6 +128,9 @@ fn config(max_packet_size: u32) -> WebSocketConfig {
 pub(crate) enum UpgradeError {
     #[error("WebSocket upgrade failed: {0}")]
     Handshake(#[from] WsError),
+    /// Answered 403: the `Origin` header is not in `allowed_origins`.
+    #[error("WebSocket upgrade refused: origin {origin:?} is not allowed")]
+    OriginRefused { origin: String },
 }
 
 /// Performs the server side of the upgrade on `stream`: checks the path,
@@ -104,6 +145,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut chosen = None;
+    let mut refused_origin = None;
     // The error type is tungstenite's (an HTTP response), not ours to shrink.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| {
@@ -111,6 +153,17 @@ where
             let mut refusal =
                 ErrorResponse::new(Some(format!("MQTT is served on {}\n", options.path)));
             *refusal.status_mut() = StatusCode::NOT_FOUND;
+            return Err(refusal);
+        }
+        let origin = request.headers().get(header::ORIGIN);
+        if !origin_allowed(&options.allowed_origins, origin.map(HeaderValue::as_bytes)) {
+            refused_origin = Some(
+                origin
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                    .unwrap_or_default(),
+            );
+            let mut refusal = ErrorResponse::new(Some("origin not allowed\n".to_owned()));
+            *refusal.status_mut() = StatusCode::FORBIDDEN;
             return Err(refusal);
         }
         if let Some(protocol) = pick_subprotocol(request) {
@@ -122,12 +175,17 @@ where
         }
         Ok(response)
     };
-    let stream = tokio_tungstenite::accept_hdr_async_with_config(
+    let accepted = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
         callback,
         Some(config(max_packet_size)),
     )
-    .await?;
+    .await;
+    let stream = match (accepted, refused_origin) {
+        (Ok(stream), _) => stream,
+        (Err(_), Some(origin)) => return Err(UpgradeError::OriginRefused { origin }),
+        (Err(error), None) => return Err(error.into()),
+    };
     Ok((WebSocketIo::new(stream), chosen))
 }
 
@@ -235,5 +293,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WebSocketIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_close(cx).map_err(io_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked_only_against_a_configured_list() {
+        let none: Vec<String> = Vec::new();
+        assert!(origin_allowed(&none, Some(b"https://evil.example")));
+        assert!(origin_allowed(&none, None));
+        let list = vec![
+            "https://app.example".to_owned(),
+            "http://localhost:8080/".to_owned(),
+        ];
+        assert!(origin_allowed(&list, Some(b"https://app.example")));
+        assert!(origin_allowed(&list, Some(b"HTTPS://APP.example/")));
+        assert!(origin_allowed(&list, Some(b"http://localhost:8080")));
+        assert!(!origin_allowed(&list, Some(b"https://app.example:444")));
+        assert!(!origin_allowed(&list, Some(b"http://app.example")));
+        assert!(!origin_allowed(&list, Some(b"null")));
+        assert!(!origin_allowed(&list, Some(b"")));
+        // Not a browser: the header would mean nothing.
+        assert!(origin_allowed(&list, None));
     }
 }

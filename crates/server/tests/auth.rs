@@ -674,3 +674,285 @@ async fn a_reload_replaces_passwords_and_rules() {
         vec![ReasonCode::GRANTED_QOS_1]
     );
 }
+
+// ---------------------------------------------------------------------------
+// Per-listener password files and ACLs
+// ---------------------------------------------------------------------------
+
+/// The second listener's users: `carol`, and an `alice` who is not the
+/// first listener's alice (another password).
+const PARTNER_USERS: &[(&str, &str)] = &[("carol", "carol-secret"), ("alice", "partner-alice")];
+
+const PARTNER_ACL: &str = "\
+user carol
+topic readwrite partner/#
+topic deny partner/private/#
+
+user alice
+topic read partner/#
+";
+
+/// [`start_acl`]'s server on listener `main`, plus a listener `partner` with
+/// its own password file of [`PARTNER_USERS`], its own ACL
+/// ([`PARTNER_ACL`]), and no anonymous clients.
+async fn start_two_realms() -> (Setup, std::net::SocketAddr, Arc<Auth>) {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("partner-passwd");
+    std::fs::write(&passwords, password_file(PARTNER_USERS)).unwrap();
+    let acl = dir.path().join("partner-acl");
+    std::fs::write(&acl, PARTNER_ACL).unwrap();
+    let partner = Arc::new(
+        Auth::load(AuthOptions {
+            password_file: Some(passwords),
+            acl_file: Some(acl),
+            throttle: ThrottleOptions::default(),
+        })
+        .unwrap(),
+    );
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let partner_auth = partner.clone();
+    let setup = start_with(Some(ACL), move |options| {
+        options.listeners = vec![
+            listener("main", ListenerKind::Tcp, loopback),
+            ListenerOptions {
+                auth: Some(partner_auth),
+                allow_anonymous: Some(false),
+                ..listener("partner", ListenerKind::Tcp, loopback)
+            },
+        ];
+    })
+    .await;
+    // Keep the partner files alive as long as the server (for reloads).
+    std::mem::forget(dir);
+    let partner_address = setup.server.local_addrs()[1];
+    (setup, partner_address, partner)
+}
+
+/// A v5 PUBACK code that says the message was accepted.
+fn accepted(code: ReasonCode) -> bool {
+    code == ReasonCode::SUCCESS || code == ReasonCode::NO_MATCHING_SUBSCRIBERS
+}
+
+/// CONNECT on `address`; the CONNACK's code, and the connection must close.
+async fn refused_at(address: std::net::SocketAddr, connect: Connect) -> ReasonCode {
+    let mut client = RawClient::tcp(address, connect.protocol).await;
+    let connack = client.connect(connect).await;
+    assert_eq!(client.recv().await, None, "the connection must close");
+    connack.reason_code
+}
+
+/// A 3.1.1 CONNECT on `address`: the raw CONNACK return code, then the close.
+async fn v311_return_code(address: std::net::SocketAddr, connect: Connect) -> u8 {
+    let mut client = RawClient::tcp(address, V4).await;
+    client.send(Packet::Connect(Box::new(connect))).await;
+    let connack = client.recv_raw(4).await;
+    assert_eq!(connack[..3], [0x20, 0x02, 0x00]);
+    assert_eq!(client.recv().await, None);
+    connack[3]
+}
+
+async fn login_at(
+    address: std::net::SocketAddr,
+    version: ProtocolVersion,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> RawClient<tokio::net::TcpStream> {
+    let mut client = RawClient::tcp(address, version).await;
+    let connack = client
+        .connect(credentials(version, client_id, Some(user), Some(password)))
+        .await;
+    assert_eq!(
+        connack.reason_code,
+        ReasonCode::SUCCESS,
+        "{user} on {address}"
+    );
+    client
+}
+
+#[tokio::test]
+async fn each_listener_checks_its_own_password_file() {
+    let (setup, partner, _) = start_two_realms().await;
+    let main = setup.server.local_addrs()[0];
+
+    // Each listener's own users get in.
+    login_at(main, V5, "a", "alice", "wonderland").await;
+    login_at(partner, V5, "c", "carol", "carol-secret").await;
+    login_at(partner, V4, "pa", "alice", "partner-alice").await;
+
+    // A user of the other listener's file is unknown: v5 0x86, 3.1.1 code 4.
+    assert_eq!(
+        refused_at(
+            main,
+            credentials(V5, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    assert_eq!(
+        v311_return_code(
+            main,
+            credentials(V4, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        refused_at(partner, credentials(V5, "b", Some("bob"), Some("builder"))).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    // The same name with the other listener's password: 0x86 / 4 again.
+    assert_eq!(
+        refused_at(
+            partner,
+            credentials(V5, "a", Some("alice"), Some("wonderland"))
+        )
+        .await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    assert_eq!(
+        v311_return_code(
+            partner,
+            credentials(V4, "a", Some("alice"), Some("wonderland"))
+        )
+        .await,
+        4
+    );
+    // No user name where this listener wants one: v5 0x87, 3.1.1 code 5
+    // (the main listener, loopback by default, takes anonymous clients).
+    assert_eq!(
+        refused_at(partner, credentials(V5, "anon", None, None)).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(
+        v311_return_code(partner, credentials(V4, "anon", None, None)).await,
+        5
+    );
+    let mut anonymous = RawClient::tcp(main, V5).await;
+    let connack = anonymous.connect(credentials(V5, "anon", None, None)).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(counter(&setup, |m| &m.auth_failures), 7);
+}
+
+#[tokio::test]
+async fn a_listener_acl_decides_for_its_own_clients() {
+    let (setup, partner, _) = start_two_realms().await;
+    let main = setup.server.local_addrs()[0];
+    let mut admin = login_at(main, V5, "admin-client", "admin", "admin-secret").await;
+    let mut carol = login_at(partner, V5, "carol-client", "carol", "carol-secret").await;
+
+    // carol's rights come from the partner ACL: partner/# yes, public/# no
+    // (the main ACL would say the opposite for any user but admin).
+    assert_eq!(
+        publish_qos1(&mut carol, "public/news", 1, b"x", false)
+            .await
+            .reason_code,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert!(accepted(
+        publish_qos1(&mut carol, "partner/board", 2, b"x", false)
+            .await
+            .reason_code
+    ));
+    carol.send(many(3, &["partner/#", "public/#"])).await;
+    assert_eq!(
+        carol.expect_suback().await.reason_codes,
+        vec![ReasonCode::GRANTED_QOS_1, ReasonCode::NOT_AUTHORIZED]
+    );
+
+    // Deliveries to carol are checked against the partner ACL too: the
+    // private topic is withheld, the next one arrives.
+    publish_qos1(&mut admin, "partner/private/plan", 1, b"no", false).await;
+    publish_qos1(&mut admin, "partner/feed", 2, b"yes", false).await;
+    let message = carol.expect_publish().await;
+    assert_eq!(message.topic, "partner/feed");
+    assert!(counter(&setup, |m| &m.dropped_not_authorized) >= 1);
+
+    // The main listener's alice still follows the main ACL (alice/# is hers
+    // there; the partner ACL gives its own alice only read on partner/#).
+    let mut alice = login_at(main, V5, "alice-client", "alice", "wonderland").await;
+    assert!(accepted(
+        publish_qos1(&mut alice, "alice/diary", 1, b"x", false)
+            .await
+            .reason_code
+    ));
+    let mut partner_alice = login_at(partner, V5, "p-alice", "alice", "partner-alice").await;
+    assert_eq!(
+        publish_qos1(&mut partner_alice, "alice/diary", 1, b"x", false)
+            .await
+            .reason_code,
+        ReasonCode::NOT_AUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_session_is_not_resumed_by_the_same_name_from_another_listener() {
+    let (setup, partner, _) = start_two_realms().await;
+    let main = setup.server.local_addrs()[0];
+    let persistent = |user: &str, password: &str| {
+        let mut connect = credentials(V4, "shared-id", Some(user), Some(password));
+        connect.clean_start = false;
+        connect
+    };
+    let mut alice = RawClient::tcp(main, V4).await;
+    let connack = alice.connect(persistent("alice", "wonderland")).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    alice
+        .subscribe_granted(1, "public/#", QoS::AtLeastOnce)
+        .await;
+    drop(alice);
+    wait_until(|| session_connected(&setup.server, "shared-id") == Some(false)).await;
+
+    // The partner listener's alice is another user: a new session.
+    let mut other = RawClient::tcp(partner, V4).await;
+    let connack = other.connect(persistent("alice", "partner-alice")).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert!(!connack.session_present);
+    drop(other);
+    wait_until(|| session_connected(&setup.server, "shared-id") == Some(false)).await;
+    // ... whose own session resumes on its own listener.
+    let mut other = RawClient::tcp(partner, V4).await;
+    let connack = other.connect(persistent("alice", "partner-alice")).await;
+    assert!(connack.session_present);
+}
+
+#[tokio::test]
+async fn a_reload_replaces_a_listeners_own_files() {
+    let (setup, partner, partner_auth) = start_two_realms().await;
+    let files = partner_auth.options().clone();
+    // carol's password changes and she may now write public/#.
+    std::fs::write(
+        files.password_file.as_ref().unwrap(),
+        password_file(&[("carol", "new-secret")]),
+    )
+    .unwrap();
+    std::fs::write(
+        files.acl_file.as_ref().unwrap(),
+        "user carol\ntopic readwrite public/#\n",
+    )
+    .unwrap();
+    partner_auth.reload().unwrap();
+    assert_eq!(
+        refused_at(
+            partner,
+            credentials(V5, "c", Some("carol"), Some("carol-secret"))
+        )
+        .await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    let mut carol = login_at(partner, V5, "c", "carol", "new-secret").await;
+    assert!(accepted(
+        publish_qos1(&mut carol, "public/news", 1, b"x", false)
+            .await
+            .reason_code
+    ));
+    // The main listener's files were not touched.
+    login_at(
+        setup.server.local_addrs()[0],
+        V5,
+        "a",
+        "alice",
+        "wonderland",
+    )
+    .await;
+}

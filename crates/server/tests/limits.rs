@@ -17,7 +17,9 @@ use switchboard_broker::Metrics;
 use switchboard_codec::{
     encode, Ack, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
 };
-use switchboard_server::{Durability, ListenerKind, ListenerOptions, Rate, RunningServer};
+use switchboard_server::{
+    Durability, ListenerKind, ListenerOptions, Rate, RateLimits, RunningServer,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -97,7 +99,7 @@ async fn connections_beyond_the_global_and_listener_limits_are_closed() {
         kind: ListenerKind::Tcp,
         address: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_connections: 1,
-        allow_anonymous: None,
+        ..ListenerOptions::default()
     });
     options.max_connections = 3;
     let server = start(options).await;
@@ -716,5 +718,80 @@ async fn oversized_packets_and_topics_are_refused_and_counted() {
     assert_eq!(counter(&server, |m| &m.topic_names_refused), 1);
 
     ping(&mut witness).await;
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Per-listener rates (paused time, in-memory connections on each listener)
+// ---------------------------------------------------------------------------
+
+// A listener's own rates replace the server's for its clients only: listener
+// `public` has a strict connection rate and message rate of its own, listener
+// `internal` keeps the server's (unlimited here). Connections per address are
+// counted per listener, so a flood on one does not use up the other's.
+#[tokio::test(start_paused = true)]
+async fn a_listeners_own_rates_apply_to_its_clients_only() {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut options = options_with_listeners(vec![
+        ListenerOptions {
+            rates: Some(RateLimits {
+                connections_per_address: Some(Rate {
+                    per_second: 1,
+                    burst: 2,
+                }),
+                client_messages: Some(Rate::per_second(10)),
+                client_bytes: None,
+            }),
+            ..listener("public", ListenerKind::Tcp, loopback)
+        },
+        listener("internal", ListenerKind::Tcp, loopback),
+    ]);
+    options.rates = RateLimits::default();
+    let server = start(options).await;
+    let (public, internal) = (0, 1);
+    let peer = SocketAddr::from(([10, 0, 0, 1], 5000));
+    let connect = |listener: usize, client_id: &str| {
+        let server = &server;
+        let client_id = client_id.to_owned();
+        async move {
+            let mut client = RawClient::new(server.connect_in_memory_on(listener, peer), V5);
+            let connack = client.connect(connect_packet(V5, &client_id, true)).await;
+            assert_eq!(connack.reason_code, ReasonCode::SUCCESS, "{client_id}");
+            client
+        }
+    };
+
+    // The public listener's burst of two, then a refusal.
+    let mut first = connect(public, "public-1").await;
+    let _second = connect(public, "public-2").await;
+    assert_closed_at_once(server.connect_in_memory_on(public, peer)).await;
+    assert_eq!(counter(&server, |m| &m.connections_rate_limited), 1);
+    // The same address on the internal listener: no limit there.
+    let mut internal_clients = Vec::new();
+    for n in 0..5 {
+        internal_clients.push(connect(internal, &format!("internal-{n}")).await);
+    }
+    assert_eq!(counter(&server, |m| &m.connections_rate_limited), 1);
+
+    // Thirty messages at once from each: the public client (10 a second)
+    // is throttled, the internal one is not.
+    let mut bytes = BytesMut::new();
+    for packet_id in 1..=30 {
+        let message = publish("rate/t", QoS::AtLeastOnce, Some(packet_id), b"m");
+        encode(&Packet::Publish(message), V5, &mut bytes).unwrap();
+    }
+    let internal_client = &mut internal_clients[0];
+    internal_client.send_bytes(&bytes).await;
+    for packet_id in 1..=30 {
+        assert_eq!(internal_client.expect_puback().await.packet_id, packet_id);
+    }
+    ping(internal_client).await;
+    assert_eq!(counter(&server, |m| &m.clients_throttled), 0);
+    first.send_bytes(&bytes).await;
+    for packet_id in 1..=30 {
+        assert_eq!(first.expect_puback().await.packet_id, packet_id);
+    }
+    ping(&mut first).await;
+    assert!(counter(&server, |m| &m.clients_throttled) >= 1);
     server.shutdown().await;
 }

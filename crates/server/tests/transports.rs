@@ -2,8 +2,10 @@
 //! certificates made in the test (rcgen): a CA, server certificates for
 //! localhost, 127.0.0.1 and ::1, and client certificates.
 //!
-//! Clients we did not write: rumqttc over TLS (rustls), tokio-tungstenite's
-//! WebSocket client (carrying our codec's bytes) and tokio-rustls. Every
+//! Clients we did not write: rumqttc over TLS (rustls), WebSocket and
+//! secure WebSocket (its `websocket` feature: async-tungstenite), in both its
+//! 3.1.1 and 5.0 APIs; tokio-tungstenite's WebSocket client (carrying our
+//! codec's bytes) and tokio-rustls. Every
 //! wait is bounded by [`GUARD`]; nothing sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -756,6 +758,7 @@ async fn the_upgrade_checks_the_path_and_answers_the_offered_subprotocol() {
         "ws",
         ListenerKind::Ws(WebSocketOptions {
             path: "/broker".into(),
+            ..WebSocketOptions::default()
         }),
         loopback(),
     )]))
@@ -921,5 +924,308 @@ async fn every_kind_listens_on_ipv4_and_ipv6_at_once() {
         };
         success(&connack);
     }
+    server.shutdown().await;
+}
+
+// ----- Counted refusals: failed TLS handshakes, refused origins -----
+
+/// The listener `name`'s counters.
+fn listener_stats(
+    server: &switchboard_server::RunningServer,
+    name: &str,
+) -> Arc<switchboard_broker::ListenerStats> {
+    server
+        .broker()
+        .metrics()
+        .listeners
+        .snapshot()
+        .into_iter()
+        .find(|(known, _)| known == name)
+        .map(|(_, stats)| stats)
+        .unwrap()
+}
+
+fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    switchboard_broker::Metrics::get(counter)
+}
+
+#[tokio::test]
+async fn failed_tls_handshakes_are_counted_per_listener_and_in_total() {
+    let pki = Pki::new();
+    let server = start(options_with_listeners(vec![
+        listener("tls", ListenerKind::Tls(pki.tls()), loopback()),
+        listener(
+            "mutual",
+            ListenerKind::Tls(pki.tls_requiring_client_certificates()),
+            loopback(),
+        ),
+    ]))
+    .await;
+    let (tls, mutual) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let broker = server.broker();
+    let metrics = broker.metrics();
+
+    // Plain MQTT bytes on a TLS port: not a ClientHello, the server closes.
+    let mut plain = TcpStream::connect(tls).await.unwrap();
+    let mut connect = BytesMut::new();
+    encode(
+        &Packet::Connect(Box::new(connect_packet(V5, "plain", true))),
+        V5,
+        &mut connect,
+    )
+    .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut plain, &connect)
+        .await
+        .unwrap();
+    // At most a TLS alert (record type 0x15) comes back, then the close;
+    // never a CONNACK (0x20).
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(GUARD, plain.read_to_end(&mut answer))
+        .await
+        .expect("the server neither answered nor closed");
+    assert!(
+        answer.first().is_none_or(|first| *first == 0x15),
+        "{answer:02x?}"
+    );
+    wait_until(|| get(&metrics.tls_handshake_failures) == 1).await;
+    assert_eq!(
+        get(&listener_stats(&server, "tls").tls_handshake_failures),
+        1
+    );
+    assert_eq!(
+        get(&listener_stats(&server, "mutual").tls_handshake_failures),
+        0
+    );
+
+    // A client certificate from a CA the listener does not trust.
+    let stranger = client_identity(&certificate_authority("Somebody else"), Some("device-1"));
+    assert!(refused(mutual, pki.client_config(Some(stranger))).await);
+    wait_until(|| get(&metrics.tls_handshake_failures) == 2).await;
+    assert_eq!(
+        get(&listener_stats(&server, "mutual").tls_handshake_failures),
+        1
+    );
+
+    // A good handshake is not counted.
+    let stream = tls_connect(tls, pki.client_config(None)).await.unwrap();
+    let mut client = RawClient::new(stream, V5);
+    success(&client.connect(connect_packet(V5, "good", true)).await);
+    assert_eq!(get(&metrics.tls_handshake_failures), 2);
+    assert_eq!(
+        get(&listener_stats(&server, "tls").tls_handshake_failures),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_get_403_and_are_counted() {
+    let server = start(options_with_listeners(vec![
+        listener(
+            "browsers",
+            ListenerKind::Ws(WebSocketOptions {
+                allowed_origins: vec!["https://app.example".into()],
+                ..WebSocketOptions::default()
+            }),
+            loopback(),
+        ),
+        listener(
+            "open",
+            ListenerKind::Ws(WebSocketOptions::default()),
+            loopback(),
+        ),
+    ]))
+    .await;
+    let (browsers, open) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let upgrade = |address: SocketAddr, origin: Option<&'static str>| async move {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let mut request = "ws://127.0.0.1/mqtt".into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, "mqtt".parse().unwrap());
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        tokio::time::timeout(GUARD, tokio_tungstenite::client_async(request, stream))
+            .await
+            .expect("WebSocket upgrade hung")
+            .map(|(socket, _)| socket)
+    };
+
+    // Another origin: 403, before any MQTT.
+    match upgrade(browsers, Some("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let broker = server.broker();
+    let metrics = broker.metrics();
+    assert_eq!(get(&metrics.websocket_origins_refused), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "browsers").websocket_origins_refused),
+        1
+    );
+
+    // The allowed origin (any ASCII case), and a client that sends no
+    // Origin (not a browser), are served.
+    for (origin, client_id) in [
+        (Some("https://app.example"), "allowed"),
+        (Some("HTTPS://APP.EXAMPLE"), "allowed-upper"),
+        (None, "no-origin"),
+    ] {
+        let socket = upgrade(browsers, origin).await.unwrap();
+        let mut client = WsClient::new(socket, V5);
+        success(&client.connect(connect_packet(V5, client_id, true)).await);
+    }
+    // A listener without a list accepts any origin.
+    let socket = upgrade(open, Some("https://evil.example")).await.unwrap();
+    let mut client = WsClient::new(socket, V4);
+    success(&client.connect(connect_packet(V4, "anywhere", true)).await);
+    assert_eq!(get(&metrics.websocket_origins_refused), 1);
+    assert_eq!(
+        get(&listener_stats(&server, "open").websocket_origins_refused),
+        0
+    );
+    server.shutdown().await;
+}
+
+// ----- rumqttc over WebSocket and secure WebSocket -----
+
+/// rumqttc (3.1.1) over WebSocket (`wss`: with TLS trusting `tls`) to
+/// `address`, path `/mqtt`. rumqttc offers the `mqtt` subprotocol and
+/// checks that the answer names it.
+fn rumqttc_ws(
+    address: SocketAddr,
+    client_id: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> rumqttc::MqttOptions {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{address}/mqtt");
+    let mut options = rumqttc::MqttOptions::new(client_id, url, address.port());
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    options.set_transport(match tls {
+        Some(config) => {
+            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(config))
+        }
+        None => rumqttc::Transport::Ws,
+    });
+    options
+}
+
+/// rumqttc (5) over WebSocket, as [`rumqttc_ws`].
+fn rumqttc_v5_ws(
+    address: SocketAddr,
+    client_id: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> rumqttc::v5::MqttOptions {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{address}/mqtt");
+    let mut options = rumqttc::v5::MqttOptions::new(client_id, url, address.port());
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_max_packet_size(Some(1024 * 1024));
+    options.set_transport(match tls {
+        Some(config) => {
+            rumqttc::Transport::wss_with_config(rumqttc::TlsConfiguration::Rustls(config))
+        }
+        None => rumqttc::Transport::Ws,
+    });
+    options
+}
+
+/// A 3.1.1 subscriber and a 5.0 publisher, then the other way round, both
+/// on `address` (ws or wss by `tls`): every message arrives, in order.
+async fn rumqttc_round_trip(address: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) {
+    let (mut v4_subscriber, connack) =
+        V4::connect(rumqttc_ws(address, "ws-v4-sub", tls.clone())).await;
+    assert_eq!(connack.code, rumqttc::ConnectReturnCode::Success);
+    v4_subscriber
+        .subscribe("web/v5/#", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let (mut v5_subscriber, connack) =
+        V5::connect(rumqttc_v5_ws(address, "ws-v5-sub", tls.clone())).await;
+    assert_eq!(
+        connack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
+    v5_subscriber
+        .subscribe("web/v4/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
+
+    // The 5.0 client publishes to the 3.1.1 one; messages larger than one
+    // of the server's outgoing WebSocket messages are split and put back.
+    let large = vec![0x5a; 100 * 1024];
+    for index in 0..20u32 {
+        v5_subscriber
+            .publish(
+                "web/v5/data",
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                index.to_be_bytes().to_vec(),
+            )
+            .await;
+    }
+    v5_subscriber
+        .publish(
+            "web/v5/large",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            large.clone(),
+        )
+        .await;
+    for index in 0..20u32 {
+        let publish = v4_subscriber.recv_publish().await;
+        assert_eq!(publish.topic, "web/v5/data");
+        assert_eq!(publish.payload.as_ref(), index.to_be_bytes());
+    }
+    let publish = v4_subscriber.recv_publish().await;
+    assert_eq!(publish.topic, "web/v5/large");
+    assert_eq!(publish.payload.as_ref(), large.as_slice());
+
+    // And the 3.1.1 client publishes to the 5.0 one.
+    for index in 0..20u32 {
+        v4_subscriber
+            .publish(
+                "web/v4/data",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                index.to_be_bytes().to_vec(),
+            )
+            .await;
+    }
+    for index in 0..20u32 {
+        let publish = v5_subscriber.recv_publish().await;
+        assert_eq!(publish.topic.as_ref(), b"web/v4/data");
+        assert_eq!(publish.payload.as_ref(), index.to_be_bytes());
+    }
+    v4_subscriber.disconnect().await;
+    v5_subscriber.disconnect().await;
+}
+
+#[tokio::test]
+async fn rumqttc_publishes_and_subscribes_over_websocket() {
+    let server = start(options_with_listeners(vec![listener(
+        "ws",
+        ListenerKind::Ws(WebSocketOptions::default()),
+        loopback(),
+    )]))
+    .await;
+    rumqttc_round_trip(server.local_addrs()[0], None).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rumqttc_publishes_and_subscribes_over_secure_websocket() {
+    let pki = Pki::new();
+    let server = start(options_with_listeners(vec![listener(
+        "wss",
+        ListenerKind::Wss(pki.tls(), WebSocketOptions::default()),
+        loopback(),
+    )]))
+    .await;
+    rumqttc_round_trip(server.local_addrs()[0], Some(pki.client_config(None))).await;
     server.shutdown().await;
 }

@@ -16,18 +16,56 @@ use switchboard_server::{
 
 /// The server's rate limits from `[limits]` (0 = unlimited).
 fn rate_limits(limits: &switchboard_config::LimitsConfig) -> switchboard_server::RateLimits {
+    rates_from(
+        limits.connection_rate_per_address,
+        limits.connection_burst_per_address,
+        limits.client_message_rate,
+        limits.client_byte_rate,
+    )
+}
+
+/// A listener's own rate limits, when it sets any: each key it sets in
+/// place of the `[limits]` one, the others from `[limits]`.
+fn listener_rate_limits(
+    listener: &switchboard_config::ListenerConfig,
+    limits: &switchboard_config::LimitsConfig,
+) -> Option<switchboard_server::RateLimits> {
+    let own = listener.connection_rate_per_address.is_some()
+        || listener.connection_burst_per_address.is_some()
+        || listener.client_message_rate.is_some()
+        || listener.client_byte_rate.is_some();
+    own.then(|| {
+        rates_from(
+            listener
+                .connection_rate_per_address
+                .unwrap_or(limits.connection_rate_per_address),
+            listener
+                .connection_burst_per_address
+                .unwrap_or(limits.connection_burst_per_address),
+            listener
+                .client_message_rate
+                .unwrap_or(limits.client_message_rate),
+            listener.client_byte_rate.unwrap_or(limits.client_byte_rate),
+        )
+    })
+}
+
+fn rates_from(
+    connection_rate: u32,
+    connection_burst: u32,
+    message_rate: u32,
+    byte_rate: u64,
+) -> switchboard_server::RateLimits {
     let rate = |per_second: u64| {
         (per_second > 0).then(|| switchboard_server::Rate::per_second(per_second))
     };
     switchboard_server::RateLimits {
-        connections_per_address: (limits.connection_rate_per_address > 0).then(|| {
-            switchboard_server::Rate {
-                per_second: u64::from(limits.connection_rate_per_address),
-                burst: u64::from(limits.connection_burst_per_address),
-            }
+        connections_per_address: (connection_rate > 0).then(|| switchboard_server::Rate {
+            per_second: u64::from(connection_rate),
+            burst: u64::from(connection_burst),
         }),
-        client_messages: rate(u64::from(limits.client_message_rate)),
-        client_bytes: rate(limits.client_byte_rate),
+        client_messages: rate(u64::from(message_rate)),
+        client_bytes: rate(byte_rate),
     }
 }
 
@@ -233,7 +271,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth = load_auth(&config)?;
     // Filled in once the listeners have loaded their certificates.
     let certificates = Arc::new(std::sync::OnceLock::new());
-    reload_on_hangup(auth.clone(), certificates.clone())?;
+    reload_on_hangup(auth.all(), certificates.clone())?;
     let options = server_options(&config, auth)?;
     let console = console_options(&config)?;
     let server = Server::bind(options)
@@ -345,50 +383,113 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-/// Loads the password and ACL files named in the configuration; every problem
-/// in either is reported, with file and line.
-fn load_auth(config: &Config) -> anyhow::Result<Arc<switchboard_auth::Auth>> {
+/// The password files and ACLs: the server's (`[auth]`), and each
+/// listener's own where it names any (`None` for a listener that uses the
+/// server's).
+struct AuthSet {
+    server: Arc<switchboard_auth::Auth>,
+    /// In `config.listeners` order.
+    listeners: Vec<Option<Arc<switchboard_auth::Auth>>>,
+}
+
+impl AuthSet {
+    /// Every distinct one, for the SIGHUP reload.
+    fn all(&self) -> Vec<Arc<switchboard_auth::Auth>> {
+        std::iter::once(self.server.clone())
+            .chain(self.listeners.iter().flatten().cloned())
+            .collect()
+    }
+}
+
+/// Loads the password and ACL files named in the configuration, `[auth]`'s
+/// and each listener's; every problem in any is reported, with file and line.
+///
+/// A listener with its own `password_file` or `acl_file` gets an `Auth` of
+/// its own: the file it names replaces `[auth]`'s, the one it does not name
+/// is `[auth]`'s (so a listener may keep the server's users and only narrow
+/// their ACL). Failed-login throttling follows `[auth]` and is counted per
+/// `Auth`.
+fn load_auth(config: &Config) -> anyhow::Result<AuthSet> {
     let settings = &config.auth;
-    let options = switchboard_auth::AuthOptions {
+    let throttle = switchboard_auth::ThrottleOptions {
+        max_failures: settings.failed_login_limit,
+        window: std::time::Duration::from_secs(settings.failed_login_window_secs),
+        delay: std::time::Duration::from_secs(settings.failed_login_delay_secs),
+        max_delay: std::time::Duration::from_secs(settings.failed_login_max_delay_secs),
+        max_addresses: settings.failed_login_max_addresses,
+    };
+    let server_options = switchboard_auth::AuthOptions {
         password_file: settings.password_file.clone(),
         acl_file: settings.acl_file.clone(),
-        throttle: switchboard_auth::ThrottleOptions {
-            max_failures: settings.failed_login_limit,
-            window: std::time::Duration::from_secs(settings.failed_login_window_secs),
-            delay: std::time::Duration::from_secs(settings.failed_login_delay_secs),
-            max_delay: std::time::Duration::from_secs(settings.failed_login_max_delay_secs),
-            max_addresses: settings.failed_login_max_addresses,
-        },
+        throttle: throttle.clone(),
     };
-    let auth = match switchboard_auth::Auth::load(options) {
-        Ok(auth) => auth,
-        Err(errors) => anyhow::bail!("invalid authentication files:\n{errors}"),
+    let mut problems = Vec::new();
+    let server = match switchboard_auth::Auth::load(server_options) {
+        Ok(auth) => Some(Arc::new(auth)),
+        Err(errors) => {
+            problems.push(errors.to_string());
+            None
+        }
     };
-    if auth.has_acl() && !auth.has_password_file() {
-        tracing::warn!(
-            "an ACL file is set but no password file: user names are not verified, so \
-             any client can claim a user name and get its rules"
-        );
-    }
+    let mut listeners = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        let anonymous =
-            switchboard_auth::anonymous_allowed(settings.allow_anonymous, listener.address.ip());
+        if listener.password_file.is_none() && listener.acl_file.is_none() {
+            listeners.push(None);
+            continue;
+        }
+        let options = switchboard_auth::AuthOptions {
+            password_file: listener
+                .password_file
+                .clone()
+                .or_else(|| settings.password_file.clone()),
+            acl_file: listener
+                .acl_file
+                .clone()
+                .or_else(|| settings.acl_file.clone()),
+            throttle: throttle.clone(),
+        };
+        match switchboard_auth::Auth::load(options) {
+            Ok(auth) => listeners.push(Some(Arc::new(auth))),
+            Err(errors) => {
+                problems.push(errors.to_string());
+                listeners.push(None);
+            }
+        }
+    }
+    let Some(server) = server.filter(|_| problems.is_empty()) else {
+        anyhow::bail!("invalid authentication files:\n{}", problems.join("\n"));
+    };
+    for (listener, own) in config.listeners.iter().zip(&listeners) {
+        let auth = own.as_ref().unwrap_or(&server);
+        if auth.has_acl() && !auth.has_password_file() {
+            tracing::warn!(
+                address = %listener.address,
+                "an ACL file is set but no password file: user names are not verified, so \
+                 any client can claim a user name and get its rules"
+            );
+        }
+        let anonymous = listener.allow_anonymous.unwrap_or_else(|| {
+            switchboard_auth::anonymous_allowed(settings.allow_anonymous, listener.address.ip())
+        });
         tracing::info!(
             address = %listener.address,
             anonymous,
             passwords = auth.has_password_file(),
             acl = auth.has_acl(),
+            own_files = own.is_some(),
             "authentication"
         );
     }
-    Ok(Arc::new(auth))
+    Ok(AuthSet { server, listeners })
 }
 
-/// Reloads the password and ACL files on SIGHUP. Installed before the
-/// listeners start, so an early SIGHUP does not kill the process (its default
-/// action). A file with errors leaves the old ones in force (logged).
+/// Reloads every password and ACL file (the server's and the listeners'
+/// own) and the TLS certificates on SIGHUP. Installed before the listeners
+/// start, so an early SIGHUP does not kill the process (its default
+/// action). A file with errors leaves the old ones of its `Auth` in force
+/// (logged); the others are still reloaded.
 fn reload_on_hangup(
-    auth: Arc<switchboard_auth::Auth>,
+    auths: Vec<Arc<switchboard_auth::Auth>>,
     certificates: Arc<std::sync::OnceLock<switchboard_server::Certificates>>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
@@ -398,9 +499,14 @@ fn reload_on_hangup(
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading the password and ACL files");
-                let auth = auth.clone();
+                let auths = auths.clone();
                 // File reading is blocking I/O; errors are logged by `reload`.
-                let _ = tokio::task::spawn_blocking(move || auth.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    for auth in &auths {
+                        let _ = auth.reload();
+                    }
+                })
+                .await;
                 // TLS certificates: new handshakes get the new ones; a listener
                 // whose files fail keeps its old one (logged by `reload`).
                 if let Some(certificates) = certificates.get().filter(|c| !c.is_empty()) {
@@ -412,7 +518,7 @@ fn reload_on_hangup(
         });
     }
     #[cfg(not(unix))]
-    let _ = (auth, certificates);
+    let _ = (auths, certificates);
     Ok(())
 }
 
@@ -454,12 +560,9 @@ fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console
 }
 
 /// Maps the user-facing configuration onto what the server and broker take.
-fn server_options(
-    config: &Config,
-    auth: Arc<switchboard_auth::Auth>,
-) -> anyhow::Result<ServerOptions> {
+fn server_options(config: &Config, auth: AuthSet) -> anyhow::Result<ServerOptions> {
     let mut listeners = Vec::new();
-    for listener in &config.listeners {
+    for (listener, own_auth) in config.listeners.iter().zip(auth.listeners) {
         let tls = || TlsOptions {
             // Validation guarantees both for tls and wss listeners.
             cert_file: listener.cert_file.clone().unwrap_or_default(),
@@ -470,6 +573,7 @@ fn server_options(
         };
         let websocket = || WebSocketOptions {
             path: listener.ws_path().to_owned(),
+            allowed_origins: listener.allowed_origins.clone(),
         };
         let kind = match listener.kind {
             switchboard_config::ListenerKind::Tcp => ListenerKind::Tcp,
@@ -486,6 +590,8 @@ fn server_options(
             address: listener.address,
             max_connections: listener.max_connections.unwrap_or(0),
             allow_anonymous: listener.allow_anonymous,
+            auth: own_auth,
+            rates: listener_rate_limits(listener, &config.limits),
         });
     }
     let limits = &config.limits;
@@ -537,7 +643,7 @@ fn server_options(
         broker,
         durability,
         store_fault_injector: None,
-        auth,
+        auth: auth.server,
         allow_anonymous: config.auth.allow_anonymous,
     })
 }

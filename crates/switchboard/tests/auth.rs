@@ -206,3 +206,110 @@ fn sighup_reloads_the_password_and_acl_files() {
     broker.wait_for_log(&["reload failed"]);
     assert!(publish_as("bob", "two"));
 }
+
+/// The address of the listener named `name`, from its "listening on" line.
+fn named_listener(broker: &Broker, name: &str) -> std::net::SocketAddr {
+    let marker = format!("listener={name}");
+    let start = std::time::Instant::now();
+    loop {
+        let found = broker.log_lines().iter().find_map(|line| {
+            let rest = line.split("listening on ").nth(1)?;
+            if !line.contains(&marker) {
+                return None;
+            }
+            rest.split_whitespace().next()?.parse().ok()
+        });
+        if let Some(address) = found {
+            return address;
+        }
+        assert!(start.elapsed() < GUARD, "no listener {name} reported");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `switchboard pub` as `user` to `address`, v5, QoS 1 on `topic`: whether
+/// it succeeded.
+fn publish_to(address: std::net::SocketAddr, user: &str, password: &str, topic: &str) -> bool {
+    let port = address.port().to_string();
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["pub", "-h", "127.0.0.1", "-p", &port, "-V", "5", "-q", "1"])
+        .args(["-t", topic, "-m", "x", "-u", user, "-P", password])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn each_listener_has_its_own_password_file_and_acl_and_sighup_reloads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_passwd = dir.path().join("passwd");
+    let partner_passwd = dir.path().join("partner-passwd");
+    let partner_acl = dir.path().join("partner-acl");
+    for (file, user, password) in [
+        (&main_passwd, "alice", "one"),
+        (&partner_passwd, "carol", "two"),
+    ] {
+        let (status, stderr) = passwd(
+            &[file.to_str().unwrap(), user, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(status.success(), "{stderr}");
+    }
+    std::fs::write(&partner_acl, "user carol\ntopic readwrite partner/#\n").unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nname = \"main\"\naddress = \"127.0.0.1:0\"\n\
+             [[listener]]\nname = \"partner\"\naddress = \"127.0.0.1:0\"\n\
+             password_file = {:?}\nacl_file = {:?}\nallow_anonymous = false\n\
+             [auth]\npassword_file = {:?}\n",
+            partner_passwd.display().to_string(),
+            partner_acl.display().to_string(),
+            main_passwd.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let broker = start_serve(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--durability",
+        "memory",
+        "--no-http",
+    ])
+    .unwrap_or_else(|(status, lines)| panic!("{status:?}\n{}", lines.join("\n")));
+    let main = named_listener(&broker, "main");
+    let partner = named_listener(&broker, "partner");
+
+    assert!(publish_to(main, "alice", "one", "anything"));
+    assert!(publish_to(partner, "carol", "two", "partner/news"));
+    assert!(
+        !publish_to(main, "carol", "two", "anything"),
+        "carol is not a main user"
+    );
+    assert!(
+        !publish_to(partner, "alice", "one", "partner/news"),
+        "alice is not a partner user"
+    );
+    // The partner ACL: partner/# only (v5 PUBACK 0x87 fails `pub`).
+    assert!(!publish_to(partner, "carol", "two", "elsewhere"));
+
+    // SIGHUP reloads the listener's own files too.
+    let (status, stderr) = passwd(
+        &[partner_passwd.to_str().unwrap(), "dave", "--password-stdin"],
+        "three\n",
+    );
+    assert!(status.success(), "{stderr}");
+    std::fs::write(
+        &partner_acl,
+        "user carol\ntopic readwrite partner/#\nuser dave\ntopic write partner/#\n",
+    )
+    .unwrap();
+    hangup(&broker);
+    broker.wait_for_log(&["reloaded the password and ACL files", "partner-passwd"]);
+    assert!(publish_to(partner, "dave", "three", "partner/news"));
+    assert!(!publish_to(main, "dave", "three", "anything"));
+}

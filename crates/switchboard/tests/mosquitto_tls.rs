@@ -1,8 +1,9 @@
 //! Debian's Mosquitto clients (`mosquitto_pub`, `mosquitto_sub`, built on
 //! OpenSSL) against the real `switchboard serve` binary's TLS listeners:
 //! passwords over TLS, client certificates whose common name is the user
-//! name, and a certificate reloaded by SIGHUP. Certificates are made here
-//! with rcgen; the password file with `switchboard passwd`.
+//! name, and a certificate reloaded by SIGHUP; a failed handshake counted
+//! in `/metrics`. Certificates are made here with rcgen; the password file
+//! with `switchboard passwd`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -346,4 +347,81 @@ fn a_tls_listener_without_a_certificate_refuses_to_start() {
         stderr.contains("/nonexistent/switchboard/cert.pem"),
         "{stderr}"
     );
+}
+
+/// `GET /metrics` from the console at `http`: the whole exposition text.
+fn metrics_text(http: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn a_failed_handshake_is_counted_in_the_metrics() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    let broker = start_serve(&[
+        "--durability",
+        "memory",
+        "--http",
+        "127.0.0.1:0",
+        "--log-level",
+        "info",
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--cert",
+        &pki.arg("server.pem"),
+        "--key",
+        &pki.arg("server.key"),
+    ])
+    .unwrap_or_else(|(status, lines)| panic!("{status:?} {lines:#?}"));
+    broker.wait_for_log(&["HTTP API on http://"]);
+    let http: std::net::SocketAddr = broker
+        .log_lines()
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("HTTP API on http://").nth(1)?;
+            rest.trim_end_matches('/').parse().ok()
+        })
+        .unwrap();
+    let tls = broker.listener_address("tls");
+
+    // A plain MQTT CONNECT on the TLS port.
+    let mut plain = std::net::TcpStream::connect(tls).unwrap();
+    plain.set_read_timeout(Some(GUARD)).unwrap();
+    plain
+        .write_all(&[
+            0x10, 0x0E, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 2, b'i', b'd',
+        ])
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        answer.first().is_none_or(|first| *first == 0x15),
+        "{answer:02x?}"
+    );
+
+    // Listeners from flags are named after their kind and configured address.
+    let wanted = [
+        "switchboard_tls_handshake_failures_total 1",
+        "switchboard_listener_tls_handshake_failures_total{listener=\"tls-127.0.0.1:0\"} 1",
+    ];
+    let start = std::time::Instant::now();
+    loop {
+        let text = metrics_text(http);
+        if wanted
+            .iter()
+            .all(|line| text.lines().any(|sample| sample == *line))
+        {
+            break;
+        }
+        assert!(start.elapsed() < GUARD, "expected {wanted:?} in:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

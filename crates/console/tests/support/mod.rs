@@ -43,7 +43,7 @@ pub fn server_options() -> ServerOptions {
             kind: ListenerKind::Tcp,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 0,
-            allow_anonymous: None,
+            ..ListenerOptions::default()
         }],
         ..ServerOptions::default()
     };

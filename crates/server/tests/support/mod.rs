@@ -32,7 +32,7 @@ pub fn options() -> ServerOptions {
             kind: ListenerKind::Tcp,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 0,
-            allow_anonymous: None,
+            ..ListenerOptions::default()
         }],
         ..ServerOptions::default()
     };
@@ -731,7 +731,7 @@ pub fn listener(name: &str, kind: ListenerKind, address: SocketAddr) -> Listener
         kind,
         address,
         max_connections: 0,
-        allow_anonymous: None,
+        ..ListenerOptions::default()
     }
 }
 
