@@ -627,9 +627,21 @@ pub struct HttpConfig {
     /// as `switchboard passwd` writes it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password_hash: Option<String>,
+    /// PEM certificate chain: with `key_file`, the listener serves HTTPS
+    /// only. Reloaded on SIGHUP, like the MQTT TLS listeners'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl HttpConfig {
+    /// Whether the listener serves HTTPS (both files are set).
+    pub fn uses_tls(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
     /// Whether any credential is configured (a token, a token file or the
     /// admin user with a hash).
     pub fn has_credentials(&self) -> bool {
@@ -649,6 +661,8 @@ impl Default for HttpConfig {
             token_file: None,
             admin_user: None,
             admin_password_hash: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }

@@ -152,6 +152,8 @@ fn known_key_lists_match_the_structs() {
     config.http.token_file = Some(PathBuf::from("t"));
     config.http.admin_user = Some("admin".into());
     config.http.admin_password_hash = Some("$argon2id$x".into());
+    config.http.cert_file = Some(PathBuf::from("c"));
+    config.http.key_file = Some(PathBuf::from("k"));
     let paths = key_paths(&toml::to_string(&config).unwrap());
     let section = |prefix: &str| -> BTreeSet<String> {
         paths
@@ -923,6 +925,8 @@ fn every_override_field_applies() {
         allow_anonymous: Some(false),
         http_address: Some(address("127.0.0.1:9080")),
         http_enabled: Some(true),
+        http_cert_file: Some(cert.clone()),
+        http_key_file: Some(key.clone()),
         listen_tls: vec![address("127.0.0.1:2884")],
         listen_ws: vec![address("127.0.0.1:2885")],
         listen_wss: vec![address("127.0.0.1:2886")],
@@ -961,6 +965,8 @@ fn every_override_field_applies() {
     expected.auth.acl_file = Some(PathBuf::from("acl"));
     expected.auth.allow_anonymous = Some(false);
     expected.http.address = address("127.0.0.1:9080");
+    expected.http.cert_file = Some(cert.clone());
+    expected.http.key_file = Some(key.clone());
     assert_eq!(config, expected);
 }
 
@@ -1427,4 +1433,30 @@ fn http_credentials_are_checked_without_printing_them() {
 fn http_and_mqtt_cannot_share_an_address() {
     let error = single_error("[http]\naddress = \"127.0.0.1:1883\"\n");
     assert!(error.to_string().contains("clashes"), "{error}");
+}
+
+#[test]
+fn https_needs_both_files_and_they_must_be_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "pem").unwrap();
+    let text = format!("[http]\ncert_file = {:?}\n", cert.display().to_string());
+    let error = single_error(&text);
+    assert!(error.to_string().contains("go together"), "{error}");
+    let missing = dir.path().join("missing.pem");
+    let text = format!(
+        "[http]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        missing.display().to_string()
+    );
+    let error = single_error(&text);
+    assert!(error.to_string().contains("http.key_file"), "{error}");
+    let overrides = Overrides {
+        http_cert_file: Some(cert.clone()),
+        http_key_file: Some(cert.clone()),
+        ..Overrides::default()
+    };
+    let config = Config::load(None, &overrides).unwrap();
+    assert!(config.http.uses_tls());
+    assert_eq!(config.http.cert_file, Some(cert));
 }

@@ -668,6 +668,23 @@ impl Checker<'_> {
                 );
             }
         }
+        if http.cert_file.is_some() != http.key_file.is_some()
+            && !self.sources.failed("http.cert_file")
+            && !self.sources.failed("http.key_file")
+            && !self.sources.file_unusable
+        {
+            let message = "`http.cert_file` and `http.key_file` go together: set both \
+                           (--http-cert and --http-key) for HTTPS, or neither for plain HTTP"
+                .to_owned();
+            self.report(&["http.cert_file", "http.key_file"], Problem::Conflict { message });
+        }
+        if http.enabled {
+            for (key, file) in [("http.cert_file", &http.cert_file), ("http.key_file", &http.key_file)] {
+                if let Some(file) = file {
+                    self.readable_file(key, file);
+                }
+            }
+        }
         if !http.enabled || self.sources.file_unusable {
             return;
         }

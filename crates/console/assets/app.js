@@ -1401,8 +1401,12 @@ function mountPublish(main) {
         qos: state.qos, retain: state.retain, properties,
       });
       const sessions = published.delivered_to === 1 ? "1 session" : `${fmtInt(published.delivered_to)} sessions`;
-      result.className = "";
-      result.textContent = `Published ${fmtBytes(published.payload.size)} to ${published.topic}: delivered to ${sessions}${published.retained ? ", retained" : ""}.`;
+      const notes = [];
+      if (published.retained) notes.push("retained");
+      if (published.durable) notes.push("on disk");
+      if (published.quota_exceeded) notes.push("but a queue or the retained store had no room (quota exceeded)");
+      result.className = published.quota_exceeded ? "error-text" : "";
+      result.textContent = `Published ${fmtBytes(published.payload.size)} to ${published.topic}: delivered to ${sessions}${notes.length ? ", " + notes.join(", ") : ""}.`;
     } catch (error) {
       result.className = "error-text";
       result.textContent = error.message;

@@ -8,7 +8,8 @@
 //! 2. `Authorization: Basic` with the admin user and password (argon2id,
 //!    verified on a blocking thread; failures throttled per address).
 //! 3. The `switchboard_session` cookie the login form sets (`HttpOnly`,
-//!    `SameSite=Strict`, twelve hours, at most [`MAX_LOGINS`] at once).
+//!    `SameSite=Strict`, also `Secure` on an HTTPS listener, twelve hours,
+//!    at most [`MAX_LOGINS`] at once).
 //! 4. Anonymously, when the listener allows it (loopback by default) and the
 //!    `Host` header names a loopback address or `localhost`: a web page that
 //!    rebinds its own host name to 127.0.0.1 must not get the console.
@@ -21,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_auth::{PasswordFile, Throttle, ThrottleOptions};
 
 use crate::api::ApiError;
-use crate::{Console, ConsoleError, ConsoleOptions};
+use crate::{Console, ConsoleError, ConsoleOptions, Peer};
 
 /// API tokens shorter than this are refused: a token is the whole secret,
 /// and sixteen random characters are beyond guessing over HTTP.
@@ -283,6 +285,7 @@ async fn identify(state: &Console, headers: &HeaderMap, peer: IpAddr) -> Result<
             return if known {
                 Ok(Principal::Token)
             } else {
+                state.auth_failures.fetch_add(1, Ordering::Relaxed);
                 Err(Denied::Unauthorized("unknown API token"))
             };
         }
@@ -332,6 +335,7 @@ async fn verify_admin(
     if verified {
         Ok(Principal::Admin { user })
     } else {
+        state.auth_failures.fetch_add(1, Ordering::Relaxed);
         state
             .access
             .throttle
@@ -416,7 +420,7 @@ fn same_origin(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
 /// Middleware on every protected route.
 pub(crate) async fn require(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -453,7 +457,7 @@ struct SessionInfo {
 /// Who the browser is: lets the console decide whether to show the login form.
 async fn session_info(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     let principal = identify(&state, &headers, peer.ip()).await.ok();
@@ -479,7 +483,7 @@ struct LoginRequest {
 /// The login form: checks the admin password and sets the session cookie.
 async fn login(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -494,8 +498,9 @@ async fn login(
         Ok(_) => {
             let token = state.access.create(&body.username, Instant::now());
             let cookie = format!(
-                "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                LOGIN_TTL.as_secs()
+                "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                LOGIN_TTL.as_secs(),
+                secure(&state)
             );
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -516,13 +521,23 @@ async fn logout(State(state): State<Console>, headers: HeaderMap) -> Response {
         state.access.remove(token);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "switchboard_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    let cookie =
+        format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&state));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
+}
+
+/// The cookie attribute that keeps the browser from sending the login over
+/// plain HTTP, on an HTTPS listener. (On plain HTTP a `Secure` cookie would
+/// not be stored at all, so the login form could not work.)
+fn secure(state: &Console) -> &'static str {
+    if state.options.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// Standard base64 (RFC 4648, with or without padding); `None` on anything

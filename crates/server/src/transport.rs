@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use switchboard_tls::TlsListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CertificateUser;
-use crate::tls::TlsListener;
 use crate::{connection, websocket, ListenerKind, Shared};
 
 /// What a listener's connections need to set up their transport.
@@ -151,7 +151,7 @@ async fn within<T, E: std::fmt::Display>(
 /// `use_subject_as_username`. rustls has verified the certificate against
 /// the listener's CA by now.
 fn certificate_user(tls: &TlsListener, stream: &TlsStream<TcpStream>) -> CertificateUser {
-    if !tls.options.use_subject_as_username {
+    if !tls.options().use_subject_as_username {
         return CertificateUser::NotUsed;
     }
     let (_, connection) = stream.get_ref();
