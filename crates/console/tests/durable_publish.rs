@@ -64,9 +64,17 @@ async fn a_retained_message_is_answered_and_delivered_only_once_on_disk() {
             .await
         })
     };
+    // On a thread of its own, not the blocking pool: if the console never
+    // writes, the wait never ends, and the runtime must still shut down.
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
     let held = injector.clone();
-    tokio::task::spawn_blocking(move || held.wait_until_held())
+    std::thread::spawn(move || {
+        held.wait_until_held();
+        let _ = held_tx.send(());
+    });
+    tokio::time::timeout(GUARD, held_rx)
         .await
+        .expect("the console never wrote the retained message to the store")
         .unwrap();
     // The records are at the commit thread's gate: nothing may be answered
     // or delivered yet.
