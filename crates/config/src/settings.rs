@@ -621,6 +621,8 @@ pub struct HttpConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
     /// The admin user of the console's login form and HTTP basic auth.
+    /// Without `admin_password_hash`, its password is its entry in
+    /// `[auth] password_file` (which must then be set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_user: Option<String>,
     /// The admin's password as an argon2id PHC string (`$argon2id$v=19$...`,
@@ -642,8 +644,10 @@ impl HttpConfig {
         self.cert_file.is_some() && self.key_file.is_some()
     }
 
-    /// Whether any credential is configured (a token, a token file or the
-    /// admin user with a hash).
+    /// Whether this section configures a credential (a token, a token file
+    /// or the admin user with a hash). An admin user whose password is in
+    /// `[auth] password_file` is one too, which this section alone cannot
+    /// tell.
     pub fn has_credentials(&self) -> bool {
         !self.tokens.is_empty()
             || self.token_file.is_some()

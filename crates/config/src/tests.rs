@@ -1407,7 +1407,7 @@ fn http_credentials_are_checked_without_printing_them() {
     let text = ConfigErrors(all).to_string();
     assert!(!text.contains("short-secret"), "{text}");
     assert!(text.contains("(token 1)"), "{text}");
-    assert!(text.contains("go together"), "{text}");
+    assert!(text.contains("needs its password"), "{text}");
     let error = single_error(
         "[http]\nadmin_user = \"admin\"\nadmin_password_hash = \"plain-text-password\"\n",
     );
@@ -1459,4 +1459,24 @@ fn https_needs_both_files_and_they_must_be_readable() {
     let config = Config::load(None, &overrides).unwrap();
     assert!(config.http.uses_tls());
     assert_eq!(config.http.cert_file, Some(cert));
+}
+
+#[test]
+fn an_admin_user_without_a_hash_takes_its_password_from_the_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwd");
+    std::fs::write(&passwords, "").unwrap();
+    let text = format!(
+        "[auth]\npassword_file = {:?}\n[http]\naddress = \"0.0.0.0:8080\"\nadmin_user = \"alice\"\n",
+        passwords.display().to_string()
+    );
+    // Counts as a credential: a public console may start with it.
+    let config = parse(&text).unwrap();
+    assert_eq!(config.http.admin_user.as_deref(), Some("alice"));
+    assert_eq!(config.http.admin_password_hash, None);
+    // Without a password file the user has no password at all.
+    let error = single_error("[http]\nadmin_user = \"alice\"\n");
+    assert!(error.to_string().contains("needs its password"), "{error}");
+    let error = single_error("[http]\nadmin_password_hash = \"$argon2id$x\"\n");
+    assert!(error.to_string().contains("needs its password"), "{error}");
 }

@@ -6,7 +6,9 @@
 //!    (for scripts and Prometheus). A wrong token is refused; it does not
 //!    fall back to anonymous access.
 //! 2. `Authorization: Basic` with the admin user and password (argon2id,
-//!    verified on a blocking thread; failures throttled per address).
+//!    verified on a blocking thread; failures throttled per address). The
+//!    password is a hash in the configuration, or the admin user's entry in
+//!    the broker's password file.
 //! 3. The `switchboard_session` cookie the login form sets (`HttpOnly`,
 //!    `SameSite=Strict`, also `Secure` on an HTTPS listener, twelve hours,
 //!    at most [`MAX_LOGINS`] at once).
@@ -34,7 +36,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use switchboard_auth::{PasswordFile, Throttle, ThrottleOptions};
+use switchboard_auth::{Auth, PasswordFile, Throttle, ThrottleOptions};
 
 use crate::api::ApiError;
 use crate::{Console, ConsoleError, ConsoleOptions, Peer};
@@ -56,14 +58,23 @@ pub struct AccessMode {
     pub anonymous: bool,
 }
 
-/// The admin user: a name and an argon2id PHC hash (as written by
-/// `switchboard passwd`).
+/// The admin user: a name, and where its password is checked.
 #[derive(Clone)]
 pub struct AdminCredentials {
     user: String,
-    /// The password file parser and verifier of the auth crate, holding this
-    /// one user: same hash checks, same constant-time comparison.
-    password: Arc<PasswordFile>,
+    password: AdminPassword,
+}
+
+/// Where the admin's password is checked.
+#[derive(Clone)]
+enum AdminPassword {
+    /// An argon2id PHC hash from the configuration, held in the auth
+    /// crate's password file verifier: same hash checks, same constant-time
+    /// comparison.
+    Hash(Arc<PasswordFile>),
+    /// The broker's password file (the MQTT users'), as last loaded: a
+    /// SIGHUP that reloads it changes the admin's password too.
+    File(Arc<Auth>),
 }
 
 impl std::fmt::Debug for AdminCredentials {
@@ -93,7 +104,25 @@ impl AdminCredentials {
         })?;
         Ok(AdminCredentials {
             user: user.to_string(),
-            password: Arc::new(file),
+            password: AdminPassword::Hash(Arc::new(file)),
+        })
+    }
+
+    /// The admin is `user` of the broker's password file: its password
+    /// there is the console's. No other user of the file gets in. Refused
+    /// when `auth` has no password file.
+    pub fn from_password_file(user: &str, auth: Arc<Auth>) -> Result<AdminCredentials, ConsoleError> {
+        switchboard_auth::check_user_name(user)
+            .map_err(|reason| ConsoleError::Admin(format!("admin_user is not valid: {reason}")))?;
+        if !auth.has_password_file() {
+            return Err(ConsoleError::Admin(format!(
+                "admin_user {user:?} has no admin_password_hash and there is no password file \
+                 to find its password in"
+            )));
+        }
+        Ok(AdminCredentials {
+            user: user.to_string(),
+            password: AdminPassword::File(auth),
         })
     }
 
@@ -103,7 +132,15 @@ impl AdminCredentials {
 
     /// Slow on purpose (argon2id); run it on a blocking thread.
     fn verify(&self, user: &str, password: &[u8]) -> bool {
-        self.password.verify(user, password)
+        match &self.password {
+            AdminPassword::Hash(file) => file.verify(user, password),
+            AdminPassword::File(auth) => {
+                // The hash is checked for any name, so that a wrong name
+                // takes as long as a wrong password.
+                let verified = auth.verify(user, password);
+                verified && constant_time_eq(user.as_bytes(), self.user.as_bytes())
+            }
+        }
     }
 }
 

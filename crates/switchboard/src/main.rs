@@ -243,8 +243,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Filled in once the listeners have loaded their certificates.
     let certificates = Arc::new(std::sync::OnceLock::new());
     reload_on_hangup(auth.clone(), certificates.clone())?;
+    let console = console_options(&config, &auth)?;
     let options = server_options(&config, auth)?;
-    let console = console_options(&config)?;
     let server = Server::bind(options)
         .await
         .context("cannot start the broker")?;
@@ -434,7 +434,10 @@ fn reload_on_hangup(
 /// The web console's options from `[http]`, or `None` when it is off. Reads
 /// the token file and checks the admin hash and the access rule now, so
 /// that a bad setting stops the broker before it listens.
-fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console::ConsoleOptions>> {
+fn console_options(
+    config: &Config,
+    auth: &Arc<switchboard_auth::Auth>,
+) -> anyhow::Result<Option<switchboard_console::ConsoleOptions>> {
     let http = &config.http;
     if !http.enabled {
         return Ok(None);
@@ -454,6 +457,11 @@ fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console
         (Some(user), Some(hash)) => Some(
             switchboard_console::AdminCredentials::new(user, hash)
                 .context("invalid [http] admin credentials")?,
+        ),
+        // The admin's password is its entry in the password file.
+        (Some(user), None) => Some(
+            switchboard_console::AdminCredentials::from_password_file(user, auth.clone())
+                .context("invalid [http] admin_user")?,
         ),
         _ => None,
     };
