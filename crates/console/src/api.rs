@@ -393,6 +393,8 @@ enum ClientSort {
     Subscriptions,
     Queued,
     Inflight,
+    BytesIn,
+    BytesOut,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -437,6 +439,10 @@ struct ClientSummary {
     queued: usize,
     queued_bytes: usize,
     inflight: usize,
+    /// Bytes read from and written to the client's connections since the
+    /// session began.
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 impl ClientSummary {
@@ -459,6 +465,8 @@ impl ClientSummary {
             queued: info.counts.queued,
             queued_bytes: info.counts.queued_bytes,
             inflight: info.counts.inflight,
+            bytes_in: info.bytes_received,
+            bytes_out: info.bytes_sent,
         }
     }
 }
@@ -535,6 +543,8 @@ async fn list_clients(
             ClientSort::Subscriptions => a.counts.subscriptions.cmp(&b.counts.subscriptions),
             ClientSort::Queued => a.counts.queued.cmp(&b.counts.queued),
             ClientSort::Inflight => a.counts.inflight.cmp(&b.counts.inflight),
+            ClientSort::BytesIn => a.bytes_received.cmp(&b.bytes_received),
+            ClientSort::BytesOut => a.bytes_sent.cmp(&b.bytes_sent),
         };
         let ordering = primary.then_with(|| a.client_id.cmp(&b.client_id));
         if query.order == Order::Desc {
