@@ -686,10 +686,16 @@ impl Checker<'_> {
             let message = "`http.cert_file` and `http.key_file` go together: set both \
                            (--http-cert and --http-key) for HTTPS, or neither for plain HTTP"
                 .to_owned();
-            self.report(&["http.cert_file", "http.key_file"], Problem::Conflict { message });
+            self.report(
+                &["http.cert_file", "http.key_file"],
+                Problem::Conflict { message },
+            );
         }
         if http.enabled {
-            for (key, file) in [("http.cert_file", &http.cert_file), ("http.key_file", &http.key_file)] {
+            for (key, file) in [
+                ("http.cert_file", &http.cert_file),
+                ("http.key_file", &http.key_file),
+            ] {
                 if let Some(file) = file {
                     self.readable_file(key, file);
                 }

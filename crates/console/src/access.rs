@@ -111,7 +111,10 @@ impl AdminCredentials {
     /// The admin is `user` of the broker's password file: its password
     /// there is the console's. No other user of the file gets in. Refused
     /// when `auth` has no password file.
-    pub fn from_password_file(user: &str, auth: Arc<Auth>) -> Result<AdminCredentials, ConsoleError> {
+    pub fn from_password_file(
+        user: &str,
+        auth: Arc<Auth>,
+    ) -> Result<AdminCredentials, ConsoleError> {
         switchboard_auth::check_user_name(user)
             .map_err(|reason| ConsoleError::Admin(format!("admin_user is not valid: {reason}")))?;
         if !auth.has_password_file() {
@@ -558,8 +561,10 @@ async fn logout(State(state): State<Console>, headers: HeaderMap) -> Response {
         state.access.remove(token);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let cookie =
-        format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&state));
+    let cookie = format!(
+        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(&state)
+    );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }

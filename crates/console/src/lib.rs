@@ -143,10 +143,7 @@ impl std::fmt::Debug for ConsoleOptions {
             .field("history", &self.history)
             .field(
                 "tls",
-                &self
-                    .tls
-                    .as_ref()
-                    .map(|tls| tls.options().cert_file.clone()),
+                &self.tls.as_ref().map(|tls| tls.options().cert_file.clone()),
             )
             .finish()
     }

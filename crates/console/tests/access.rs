@@ -266,14 +266,29 @@ async fn the_admin_password_can_come_from_the_password_file_and_its_reload() {
             .client()
             .with_header("Authorization", &basic(user, password))
     };
-    assert_eq!(as_user("alice", "first").get("/api/v1/status").await.status, 200);
+    assert_eq!(
+        as_user("alice", "first").get("/api/v1/status").await.status,
+        200
+    );
     // Another user of the file is not the admin.
-    assert_eq!(as_user("bob", "bobs").get("/api/v1/status").await.status, 401);
+    assert_eq!(
+        as_user("bob", "bobs").get("/api/v1/status").await.status,
+        401
+    );
     // The file is reloaded (SIGHUP in the binary): the new password counts.
     write("second");
     auth.reload().unwrap();
-    assert_eq!(as_user("alice", "first").get("/api/v1/status").await.status, 401);
-    assert_eq!(as_user("alice", "second").get("/api/v1/status").await.status, 200);
+    assert_eq!(
+        as_user("alice", "first").get("/api/v1/status").await.status,
+        401
+    );
+    assert_eq!(
+        as_user("alice", "second")
+            .get("/api/v1/status")
+            .await
+            .status,
+        200
+    );
     let metrics = harness
         .client()
         .with_header("Authorization", &basic("alice", "second"))

@@ -51,7 +51,9 @@ async fn a_retained_message_is_answered_and_delivered_only_once_on_disk() {
     let (harness, injector) = start_durable(dir.path()).await;
     let http = harness.client();
     let mut subscriber = Mqtt::connect(harness.mqtt, "watcher").await;
-    subscriber.subscribe("lamp/#", rumqttc::QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("lamp/#", rumqttc::QoS::AtLeastOnce)
+        .await;
 
     injector.hold_writes();
     let request = {
@@ -118,7 +120,9 @@ async fn a_message_the_store_refuses_is_answered_with_an_error_and_never_deliver
     let (harness, injector) = start_durable(dir.path()).await;
     let http = harness.client();
     let mut subscriber = Mqtt::connect(harness.mqtt, "watcher").await;
-    subscriber.subscribe("lamp/#", rumqttc::QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("lamp/#", rumqttc::QoS::AtLeastOnce)
+        .await;
 
     // A full disk: 507, code store_full.
     injector.set(FaultPoint::SegmentWrite, Fault::new(ErrorKind::StorageFull));
@@ -175,7 +179,9 @@ async fn a_message_for_a_persistent_session_is_queued_on_disk_first() {
         options.set_clean_session(false);
     })
     .await;
-    subscriber.subscribe("jobs/#", rumqttc::QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe("jobs/#", rumqttc::QoS::AtLeastOnce)
+        .await;
 
     injector.set(FaultPoint::SegmentWrite, Fault::new(ErrorKind::StorageFull));
     let response = publish(&http, json!({"topic": "jobs/1", "payload": "a", "qos": 1})).await;

@@ -17,7 +17,9 @@ use rcgen::{
 };
 use serde_json::json;
 use support::*;
-use switchboard_console::{AdminCredentials, Certificates, ConsoleOptions, TlsListener, TlsOptions};
+use switchboard_console::{
+    AdminCredentials, Certificates, ConsoleOptions, TlsListener, TlsOptions,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
@@ -191,11 +193,9 @@ fn parse_response(raw: &[u8]) -> Response {
         let mut rest = &body[..];
         loop {
             let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(
-                std::str::from_utf8(&rest[..line_end]).unwrap().trim(),
-                16,
-            )
-            .unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
             if size == 0 {
                 break;
             }
@@ -372,6 +372,9 @@ async fn a_client_that_does_not_trust_the_certificate_is_refused() {
     )
     .await
     .expect("handshake ends");
-    assert!(result.is_err(), "a certificate from another CA was accepted");
+    assert!(
+        result.is_err(),
+        "a certificate from another CA was accepted"
+    );
     harness.stop().await;
 }

@@ -236,11 +236,12 @@ impl Server {
             // Certificates first: a listener that cannot do TLS must not bind.
             let tls = match listener_options.kind.tls() {
                 Some(tls_options) => {
-                    let loaded = switchboard_tls::TlsListener::load(&listener_options.name, tls_options)
-                        .map_err(|source| ServerError::Tls {
-                            name: listener_options.name.clone(),
-                            source: Box::new(source),
-                        })?;
+                    let loaded =
+                        switchboard_tls::TlsListener::load(&listener_options.name, tls_options)
+                            .map_err(|source| ServerError::Tls {
+                                name: listener_options.name.clone(),
+                                source: Box::new(source),
+                            })?;
                     let loaded = Arc::new(loaded);
                     tls_listeners.push(loaded.clone());
                     Some(loaded)

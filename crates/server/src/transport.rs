@@ -12,9 +12,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchboard_tls::TlsListener;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use switchboard_tls::TlsListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CertificateUser;

@@ -16,9 +16,8 @@ pub const COMMIT_MICROS_BOUNDS: &[u64] = &[
 
 /// Bucket bounds of the records-per-batch histogram: powers of two, since
 /// group commit grows batches with the load by itself.
-pub const BATCH_RECORDS_BOUNDS: &[u64] = &[
-    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 4_096, 16_384,
-];
+pub const BATCH_RECORDS_BOUNDS: &[u64] =
+    &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 4_096, 16_384];
 
 /// Counts of observations at or below each bound, and above the last.
 #[derive(Debug)]

@@ -40,8 +40,8 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::fault::{FaultInjector, FaultPoint};
-use crate::histogram::{CommitStats, Histogram, BATCH_RECORDS_BOUNDS, COMMIT_MICROS_BOUNDS};
 use crate::format::{self, frame_record, put_batch, MAX_BATCH_BODY};
+use crate::histogram::{CommitStats, Histogram, BATCH_RECORDS_BOUNDS, COMMIT_MICROS_BOUNDS};
 use crate::record::Record;
 use crate::recovery::{self, Recovered};
 use crate::snapshot;

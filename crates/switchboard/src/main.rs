@@ -295,7 +295,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cancel = switchboard_console::CancellationToken::new();
     let console_task = http.map(|(listener, console)| {
         if let Ok(address) = listener.local_addr() {
-            let scheme = if console.tls.is_some() { "https" } else { "http" };
+            let scheme = if console.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             tracing::info!("web console and HTTP API on {scheme}://{address}/");
         }
         let ready = console.ready.clone();
@@ -468,8 +472,9 @@ fn console_options(
     let tls = match (&http.cert_file, &http.key_file) {
         (Some(cert_file), Some(key_file)) => {
             let options = switchboard_console::TlsOptions::new(cert_file, key_file);
-            let loaded = switchboard_console::TlsListener::load("http", &options)
-                .context("cannot load the web console's certificate ([http] cert_file, key_file)")?;
+            let loaded = switchboard_console::TlsListener::load("http", &options).context(
+                "cannot load the web console's certificate ([http] cert_file, key_file)",
+            )?;
             Some(Arc::new(loaded))
         }
         _ => None,
