@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +47,12 @@ pub struct SessionEntry {
     /// This session's queued bytes as last settled into `budget`. Changed only
     /// under `inner` (an atomic only so that the entry stays `Sync`).
     settled: AtomicUsize,
+    /// Bytes read from and written to the session's connections (all
+    /// packets, after CONNECT), for the console's client details. Counted by
+    /// the connection task without the session lock; not kept across a
+    /// restart.
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
 }
 
 /// The session lock, held: settles the session's queued bytes into the
@@ -213,6 +219,11 @@ pub struct SessionInfo {
     pub username: Option<String>,
     pub counts: SessionCounts,
     pub subscriptions: Vec<(String, SubscriptionRecord)>,
+    /// Bytes read from the session's connections since it began (in this
+    /// process), every packet after CONNECT.
+    pub bytes_received: u64,
+    /// Bytes written to the session's connections since it began.
+    pub bytes_sent: u64,
 }
 
 impl SessionEntry {
@@ -234,7 +245,19 @@ impl SessionEntry {
             owner: Mutex::new(Owner::Unknown),
             budget,
             settled: AtomicUsize::new(queued),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
         }
+    }
+
+    /// Counts bytes read from the session's connection.
+    pub fn count_received(&self, bytes: u64) {
+        self.bytes_received.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts bytes written to the session's connection.
+    pub fn count_sent(&self, bytes: u64) {
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Takes the session lock. Every access goes through here (not through
@@ -358,6 +381,8 @@ impl SessionEntry {
                 subscriptions: inner.subscriptions.len(),
             },
             subscriptions,
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
         }
     }
 }

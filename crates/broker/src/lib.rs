@@ -213,6 +213,12 @@ impl Route {
     pub fn quota_exceeded(&self) -> bool {
         self.refused_for_memory > 0 || self.retain_refused
     }
+
+    /// Whether the message carries RETAIN but the retained store's limits
+    /// have no room for it: it is delivered, not retained.
+    pub fn retain_refused(&self) -> bool {
+        self.retain_refused
+    }
 }
 
 /// Work that must happen after all locks are released.

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_codec::{Publish, PublishProperties, QoS, Will};
 use switchboard_session::{JournalEvent, Message, SharedMessage};
 pub use switchboard_store::{
-    CheckpointReport, LogConfig, Record, Recovered, RecoveryReport, State, StoreError, SyncMode,
-    Ticket,
+    CheckpointReport, CommitStats, DiskUsage, HistogramSnapshot, LogConfig, LogStats, Record,
+    Recovered, RecoveryReport, State, StoreError, SyncMode, Ticket,
 };
 use switchboard_store::{Log, OutboundStage};
 
@@ -141,6 +141,21 @@ impl Store {
             return Ok(None);
         }
         self.log.checkpoint_state().map(Some)
+    }
+
+    /// The commit thread's counters (batches, records, fsyncs, failures).
+    pub fn stats(&self) -> LogStats {
+        self.log.stats()
+    }
+
+    /// Commit latency and batch size histograms, for metrics.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.log.commit_stats()
+    }
+
+    /// Disk used by the log's segments and snapshots.
+    pub fn disk_usage(&self) -> DiskUsage {
+        self.log.disk_usage()
     }
 
     /// Fsyncs everything written so far (blocking; for shutdown).

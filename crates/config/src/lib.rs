@@ -106,6 +106,11 @@ pub struct Overrides {
     pub http_address: Option<SocketAddr>,
     /// `--no-http`: `Some(false)` turns the HTTP listener off.
     pub http_enabled: Option<bool>,
+    /// `--http-cert` / `SWITCHBOARD_HTTP_CERT`: the HTTP listener's
+    /// certificate chain (PEM); with `http_key_file` it serves HTTPS.
+    pub http_cert_file: Option<PathBuf>,
+    /// `--http-key` / `SWITCHBOARD_HTTP_KEY`: the key of `http_cert_file`.
+    pub http_key_file: Option<PathBuf>,
 }
 
 impl Config {

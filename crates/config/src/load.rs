@@ -98,6 +98,8 @@ pub(crate) const HTTP_KEYS: &[&str] = &[
     "token_file",
     "admin_user",
     "admin_password_hash",
+    "cert_file",
+    "key_file",
 ];
 /// Keys accepted in `[mqtt]`.
 pub(crate) const MQTT_KEYS: &[&str] = &[
@@ -495,6 +497,16 @@ impl<'a> Reader<'a> {
                         http.admin_password_hash = Some(text);
                     }
                 }
+                "cert_file" => {
+                    if let Some(text) = self.string(entry, path) {
+                        http.cert_file = Some(PathBuf::from(text));
+                    }
+                }
+                "key_file" => {
+                    if let Some(text) = self.string(entry, path) {
+                        http.key_file = Some(PathBuf::from(text));
+                    }
+                }
                 _ => self.unknown(entry, "[http]", HTTP_KEYS),
             }
         }
@@ -826,6 +838,14 @@ pub(crate) fn apply_overrides(config: &mut Config, overrides: &Overrides, source
     if let Some(enabled) = overrides.http_enabled {
         config.http.enabled = enabled;
         sources.set_overridden("http.enabled");
+    }
+    if let Some(path) = &overrides.http_cert_file {
+        config.http.cert_file = Some(path.clone());
+        sources.set_overridden("http.cert_file");
+    }
+    if let Some(path) = &overrides.http_key_file {
+        config.http.key_file = Some(path.clone());
+        sources.set_overridden("http.key_file");
     }
     if let Some(allow) = overrides.allow_anonymous {
         config.auth.allow_anonymous = Some(allow);

@@ -658,17 +658,33 @@ pub struct HttpConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
     /// The admin user of the console's login form and HTTP basic auth.
+    /// Without `admin_password_hash`, its password is its entry in
+    /// `[auth] password_file` (which must then be set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_user: Option<String>,
     /// The admin's password as an argon2id PHC string (`$argon2id$v=19$...`,
     /// as `switchboard passwd` writes it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password_hash: Option<String>,
+    /// PEM certificate chain: with `key_file`, the listener serves HTTPS
+    /// only. Reloaded on SIGHUP, like the MQTT TLS listeners'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl HttpConfig {
-    /// Whether any credential is configured (a token, a token file or the
-    /// admin user with a hash).
+    /// Whether the listener serves HTTPS (both files are set).
+    pub fn uses_tls(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    /// Whether this section configures a credential (a token, a token file
+    /// or the admin user with a hash). An admin user whose password is in
+    /// `[auth] password_file` is one too, which this section alone cannot
+    /// tell.
     pub fn has_credentials(&self) -> bool {
         !self.tokens.is_empty()
             || self.token_file.is_some()
@@ -686,6 +702,8 @@ impl Default for HttpConfig {
             token_file: None,
             admin_user: None,
             admin_password_hash: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }

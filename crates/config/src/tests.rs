@@ -159,6 +159,8 @@ fn known_key_lists_match_the_structs() {
     config.http.token_file = Some(PathBuf::from("t"));
     config.http.admin_user = Some("admin".into());
     config.http.admin_password_hash = Some("$argon2id$x".into());
+    config.http.cert_file = Some(PathBuf::from("c"));
+    config.http.key_file = Some(PathBuf::from("k"));
     let paths = key_paths(&toml::to_string(&config).unwrap());
     let section = |prefix: &str| -> BTreeSet<String> {
         paths
@@ -931,6 +933,8 @@ fn every_override_field_applies() {
         allow_anonymous: Some(false),
         http_address: Some(address("127.0.0.1:9080")),
         http_enabled: Some(true),
+        http_cert_file: Some(cert.clone()),
+        http_key_file: Some(key.clone()),
         listen_tls: vec![address("127.0.0.1:2884")],
         listen_ws: vec![address("127.0.0.1:2885")],
         listen_wss: vec![address("127.0.0.1:2886")],
@@ -969,6 +973,8 @@ fn every_override_field_applies() {
     expected.auth.acl_file = Some(PathBuf::from("acl"));
     expected.auth.allow_anonymous = Some(false);
     expected.http.address = address("127.0.0.1:9080");
+    expected.http.cert_file = Some(cert.clone());
+    expected.http.key_file = Some(key.clone());
     assert_eq!(config, expected);
 }
 
@@ -1409,7 +1415,7 @@ fn http_credentials_are_checked_without_printing_them() {
     let text = ConfigErrors(all).to_string();
     assert!(!text.contains("short-secret"), "{text}");
     assert!(text.contains("(token 1)"), "{text}");
-    assert!(text.contains("go together"), "{text}");
+    assert!(text.contains("needs its password"), "{text}");
     let error = single_error(
         "[http]\nadmin_user = \"admin\"\nadmin_password_hash = \"plain-text-password\"\n",
     );
@@ -1435,4 +1441,50 @@ fn http_credentials_are_checked_without_printing_them() {
 fn http_and_mqtt_cannot_share_an_address() {
     let error = single_error("[http]\naddress = \"127.0.0.1:1883\"\n");
     assert!(error.to_string().contains("clashes"), "{error}");
+}
+
+#[test]
+fn https_needs_both_files_and_they_must_be_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "pem").unwrap();
+    let text = format!("[http]\ncert_file = {:?}\n", cert.display().to_string());
+    let error = single_error(&text);
+    assert!(error.to_string().contains("go together"), "{error}");
+    let missing = dir.path().join("missing.pem");
+    let text = format!(
+        "[http]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        missing.display().to_string()
+    );
+    let error = single_error(&text);
+    assert!(error.to_string().contains("http.key_file"), "{error}");
+    let overrides = Overrides {
+        http_cert_file: Some(cert.clone()),
+        http_key_file: Some(cert.clone()),
+        ..Overrides::default()
+    };
+    let config = Config::load(None, &overrides).unwrap();
+    assert!(config.http.uses_tls());
+    assert_eq!(config.http.cert_file, Some(cert));
+}
+
+#[test]
+fn an_admin_user_without_a_hash_takes_its_password_from_the_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwd");
+    std::fs::write(&passwords, "").unwrap();
+    let text = format!(
+        "[auth]\npassword_file = {:?}\n[http]\naddress = \"0.0.0.0:8080\"\nadmin_user = \"alice\"\n",
+        passwords.display().to_string()
+    );
+    // Counts as a credential: a public console may start with it.
+    let config = parse(&text).unwrap();
+    assert_eq!(config.http.admin_user.as_deref(), Some("alice"));
+    assert_eq!(config.http.admin_password_hash, None);
+    // Without a password file the user has no password at all.
+    let error = single_error("[http]\nadmin_user = \"alice\"\n");
+    assert!(error.to_string().contains("needs its password"), "{error}");
+    let error = single_error("[http]\nadmin_password_hash = \"$argon2id$x\"\n");
+    assert!(error.to_string().contains("needs its password"), "{error}");
 }

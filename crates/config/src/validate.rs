@@ -670,14 +670,24 @@ impl Checker<'_> {
                 },
             );
         }
-        let half_an_admin = http.admin_user.is_some() != http.admin_password_hash.is_some();
+        // An admin user without a hash takes its password from the
+        // password file; a hash without a user names nobody.
+        let password_file = config.auth.password_file.is_some();
+        let half_an_admin = match (&http.admin_user, &http.admin_password_hash) {
+            (Some(_), None) => !password_file,
+            (None, Some(_)) => true,
+            _ => false,
+        };
         if half_an_admin
             && !self.sources.failed("http.admin_user")
             && !self.sources.failed("http.admin_password_hash")
+            && !self.sources.failed("auth.password_file")
             && !self.sources.file_unusable
         {
-            let message = "`http.admin_user` and `http.admin_password_hash` go together: \
-                           set both (make the hash with `switchboard passwd`) or neither"
+            let message = "`http.admin_user` needs its password: `http.admin_password_hash` \
+                           (make the hash with `switchboard passwd`), or an `auth.password_file` \
+                           (--password-file) with that user in it; and a hash goes together with \
+                           `http.admin_user`"
                 .to_owned();
             self.report(
                 &["http.admin_user", "http.admin_password_hash"],
@@ -711,11 +721,35 @@ impl Checker<'_> {
                 );
             }
         }
+        if http.cert_file.is_some() != http.key_file.is_some()
+            && !self.sources.failed("http.cert_file")
+            && !self.sources.failed("http.key_file")
+            && !self.sources.file_unusable
+        {
+            let message = "`http.cert_file` and `http.key_file` go together: set both \
+                           (--http-cert and --http-key) for HTTPS, or neither for plain HTTP"
+                .to_owned();
+            self.report(
+                &["http.cert_file", "http.key_file"],
+                Problem::Conflict { message },
+            );
+        }
+        if http.enabled {
+            for (key, file) in [
+                ("http.cert_file", &http.cert_file),
+                ("http.key_file", &http.key_file),
+            ] {
+                if let Some(file) = file {
+                    self.readable_file(key, file);
+                }
+            }
+        }
         if !http.enabled || self.sources.file_unusable {
             return;
         }
         let loopback = http.address.ip().to_canonical().is_loopback();
-        let credentials = http.has_credentials();
+        let credentials = http.has_credentials()
+            || (http.admin_user.is_some() && config.auth.password_file.is_some());
         let anonymous = http.allow_anonymous.unwrap_or(loopback);
         let address = format!("`http.address` = \"{}\"", http.address);
         if anonymous && !loopback {

@@ -652,7 +652,8 @@ function mountClients(main) {
   stateSelect.value = state.state;
   const sortSelect = h("select", { id: "client-sort", "aria-label": "Sort by" },
     ...[["client_id", "Client id"], ["connected_since", "Connected since"], ["subscriptions", "Subscriptions"],
-      ["queued", "Queued"], ["inflight", "In flight"], ["peer", "Address"], ["protocol", "Protocol"]]
+      ["queued", "Queued"], ["inflight", "In flight"], ["bytes_in", "Bytes in"], ["bytes_out", "Bytes out"],
+      ["peer", "Address"], ["protocol", "Protocol"]]
       .map(([value, label]) => h("option", { value }, `Sort: ${label}`)));
   sortSelect.value = state.sort;
   const orderButton = h("button", { type: "button", class: "small", id: "client-order", "aria-label": "Reverse the order" });
@@ -840,7 +841,8 @@ function mountClients(main) {
           row("Connected since", client.connected_since ? fmtDateTime(client.connected_since) : "–"),
           row("Expires in", client.expires_in === null ? "–" : fmtDuration(client.expires_in)),
           row("In flight", fmtInt(client.inflight), "inflight"),
-          row("Queued", `${fmtInt(client.queued)} · ${fmtBytes(client.queued_bytes)}`, "queued"))),
+          row("Queued", `${fmtInt(client.queued)} · ${fmtBytes(client.queued_bytes)}`, "queued"),
+          row("Bytes in / out", `${fmtBytes(client.bytes_in)} / ${fmtBytes(client.bytes_out)}`, "bytes"))),
         h("h3", { class: "section-title", text: `Subscriptions (${client.subscriptions})` }),
         subscriptions),
       h("div", { class: "actions" }, disconnect, remove));
@@ -1401,8 +1403,12 @@ function mountPublish(main) {
         qos: state.qos, retain: state.retain, properties,
       });
       const sessions = published.delivered_to === 1 ? "1 session" : `${fmtInt(published.delivered_to)} sessions`;
-      result.className = "";
-      result.textContent = `Published ${fmtBytes(published.payload.size)} to ${published.topic}: delivered to ${sessions}${published.retained ? ", retained" : ""}.`;
+      const notes = [];
+      if (published.retained) notes.push("retained");
+      if (published.durable) notes.push("on disk");
+      if (published.quota_exceeded) notes.push("but a queue or the retained store had no room (quota exceeded)");
+      result.className = published.quota_exceeded ? "error-text" : "";
+      result.textContent = `Published ${fmtBytes(published.payload.size)} to ${published.topic}: delivered to ${sessions}${notes.length ? ", " + notes.join(", ") : ""}.`;
     } catch (error) {
       result.className = "error-text";
       result.textContent = error.message;

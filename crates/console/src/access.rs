@@ -6,9 +6,12 @@
 //!    (for scripts and Prometheus). A wrong token is refused; it does not
 //!    fall back to anonymous access.
 //! 2. `Authorization: Basic` with the admin user and password (argon2id,
-//!    verified on a blocking thread; failures throttled per address).
+//!    verified on a blocking thread; failures throttled per address). The
+//!    password is a hash in the configuration, or the admin user's entry in
+//!    the broker's password file.
 //! 3. The `switchboard_session` cookie the login form sets (`HttpOnly`,
-//!    `SameSite=Strict`, twelve hours, at most [`MAX_LOGINS`] at once).
+//!    `SameSite=Strict`, also `Secure` on an HTTPS listener, twelve hours,
+//!    at most [`MAX_LOGINS`] at once).
 //! 4. Anonymously, when the listener allows it (loopback by default) and the
 //!    `Host` header names a loopback address or `localhost`: a web page that
 //!    rebinds its own host name to 127.0.0.1 must not get the console.
@@ -21,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,10 +36,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use switchboard_auth::{PasswordFile, Throttle, ThrottleOptions};
+use switchboard_auth::{Auth, PasswordFile, Throttle, ThrottleOptions};
 
 use crate::api::ApiError;
-use crate::{Console, ConsoleError, ConsoleOptions};
+use crate::{Console, ConsoleError, ConsoleOptions, Peer};
 
 /// API tokens shorter than this are refused: a token is the whole secret,
 /// and sixteen random characters are beyond guessing over HTTP.
@@ -54,14 +58,23 @@ pub struct AccessMode {
     pub anonymous: bool,
 }
 
-/// The admin user: a name and an argon2id PHC hash (as written by
-/// `switchboard passwd`).
+/// The admin user: a name, and where its password is checked.
 #[derive(Clone)]
 pub struct AdminCredentials {
     user: String,
-    /// The password file parser and verifier of the auth crate, holding this
-    /// one user: same hash checks, same constant-time comparison.
-    password: Arc<PasswordFile>,
+    password: AdminPassword,
+}
+
+/// Where the admin's password is checked.
+#[derive(Clone)]
+enum AdminPassword {
+    /// An argon2id PHC hash from the configuration, held in the auth
+    /// crate's password file verifier: same hash checks, same constant-time
+    /// comparison.
+    Hash(Arc<PasswordFile>),
+    /// The broker's password file (the MQTT users'), as last loaded: a
+    /// SIGHUP that reloads it changes the admin's password too.
+    File(Arc<Auth>),
 }
 
 impl std::fmt::Debug for AdminCredentials {
@@ -91,7 +104,28 @@ impl AdminCredentials {
         })?;
         Ok(AdminCredentials {
             user: user.to_string(),
-            password: Arc::new(file),
+            password: AdminPassword::Hash(Arc::new(file)),
+        })
+    }
+
+    /// The admin is `user` of the broker's password file: its password
+    /// there is the console's. No other user of the file gets in. Refused
+    /// when `auth` has no password file.
+    pub fn from_password_file(
+        user: &str,
+        auth: Arc<Auth>,
+    ) -> Result<AdminCredentials, ConsoleError> {
+        switchboard_auth::check_user_name(user)
+            .map_err(|reason| ConsoleError::Admin(format!("admin_user is not valid: {reason}")))?;
+        if !auth.has_password_file() {
+            return Err(ConsoleError::Admin(format!(
+                "admin_user {user:?} has no admin_password_hash and there is no password file \
+                 to find its password in"
+            )));
+        }
+        Ok(AdminCredentials {
+            user: user.to_string(),
+            password: AdminPassword::File(auth),
         })
     }
 
@@ -101,7 +135,15 @@ impl AdminCredentials {
 
     /// Slow on purpose (argon2id); run it on a blocking thread.
     fn verify(&self, user: &str, password: &[u8]) -> bool {
-        self.password.verify(user, password)
+        match &self.password {
+            AdminPassword::Hash(file) => file.verify(user, password),
+            AdminPassword::File(auth) => {
+                // The hash is checked for any name, so that a wrong name
+                // takes as long as a wrong password.
+                let verified = auth.verify(user, password);
+                verified && constant_time_eq(user.as_bytes(), self.user.as_bytes())
+            }
+        }
     }
 }
 
@@ -283,6 +325,7 @@ async fn identify(state: &Console, headers: &HeaderMap, peer: IpAddr) -> Result<
             return if known {
                 Ok(Principal::Token)
             } else {
+                state.auth_failures.fetch_add(1, Ordering::Relaxed);
                 Err(Denied::Unauthorized("unknown API token"))
             };
         }
@@ -332,6 +375,7 @@ async fn verify_admin(
     if verified {
         Ok(Principal::Admin { user })
     } else {
+        state.auth_failures.fetch_add(1, Ordering::Relaxed);
         state
             .access
             .throttle
@@ -416,7 +460,7 @@ fn same_origin(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
 /// Middleware on every protected route.
 pub(crate) async fn require(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -453,7 +497,7 @@ struct SessionInfo {
 /// Who the browser is: lets the console decide whether to show the login form.
 async fn session_info(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     let principal = identify(&state, &headers, peer.ip()).await.ok();
@@ -479,7 +523,7 @@ struct LoginRequest {
 /// The login form: checks the admin password and sets the session cookie.
 async fn login(
     State(state): State<Console>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -494,8 +538,9 @@ async fn login(
         Ok(_) => {
             let token = state.access.create(&body.username, Instant::now());
             let cookie = format!(
-                "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                LOGIN_TTL.as_secs()
+                "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                LOGIN_TTL.as_secs(),
+                secure(&state)
             );
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -516,13 +561,25 @@ async fn logout(State(state): State<Console>, headers: HeaderMap) -> Response {
         state.access.remove(token);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "switchboard_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
+    let cookie = format!(
+        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure(&state)
     );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
+}
+
+/// The cookie attribute that keeps the browser from sending the login over
+/// plain HTTP, on an HTTPS listener. (On plain HTTP a `Secure` cookie would
+/// not be stored at all, so the login form could not work.)
+fn secure(state: &Console) -> &'static str {
+    if state.options.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// Standard base64 (RFC 4648, with or without padding); `None` on anything

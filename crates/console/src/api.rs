@@ -19,6 +19,7 @@ use axum::routing::{delete, get, post};
 use axum::Extension;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use switchboard_broker::persist::StoreError;
 use switchboard_broker::{Broker, Metrics, SessionInfo};
 use switchboard_codec::{ProtocolVersion, PublishProperties, QoS, ReasonCode};
 use switchboard_session::Message;
@@ -392,6 +393,8 @@ enum ClientSort {
     Subscriptions,
     Queued,
     Inflight,
+    BytesIn,
+    BytesOut,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -436,6 +439,10 @@ struct ClientSummary {
     queued: usize,
     queued_bytes: usize,
     inflight: usize,
+    /// Bytes read from and written to the client's connections since the
+    /// session began.
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 impl ClientSummary {
@@ -458,6 +465,8 @@ impl ClientSummary {
             queued: info.counts.queued,
             queued_bytes: info.counts.queued_bytes,
             inflight: info.counts.inflight,
+            bytes_in: info.bytes_received,
+            bytes_out: info.bytes_sent,
         }
     }
 }
@@ -534,6 +543,8 @@ async fn list_clients(
             ClientSort::Subscriptions => a.counts.subscriptions.cmp(&b.counts.subscriptions),
             ClientSort::Queued => a.counts.queued.cmp(&b.counts.queued),
             ClientSort::Inflight => a.counts.inflight.cmp(&b.counts.inflight),
+            ClientSort::BytesIn => a.bytes_received.cmp(&b.bytes_received),
+            ClientSort::BytesOut => a.bytes_sent.cmp(&b.bytes_sent),
         };
         let ordering = primary.then_with(|| a.client_id.cmp(&b.client_id));
         if query.order == Order::Desc {
@@ -998,13 +1009,27 @@ struct Published {
     topic: String,
     /// Sessions the message was handed to.
     delivered_to: usize,
+    /// Whether the retained store took it (false when RETAIN was not asked
+    /// for, or the retained store's limits had no room).
     retained: bool,
+    /// Whether it was written to the durable store before this answer:
+    /// true when the broker has one and the message had to be kept
+    /// (retained, or queued for a persistent session).
+    durable: bool,
+    /// Part of the publish could not be carried out: a persistent session's
+    /// queue or the retained store had no room (MQTT 5's reason code 0x97).
+    quota_exceeded: bool,
     payload: PayloadView,
 }
 
 /// Publishes a message as the broker (like a will or `$SYS`): routed to
-/// every matching subscription, retained if asked. It is journalled like
-/// any message the broker makes, without waiting for the fsync.
+/// every matching subscription, retained if asked.
+///
+/// The same promise as a PUBACK: a message that must be kept (retained, or
+/// queued for a persistent session) is written to the durable store, and
+/// the answer is sent and the subscribers get it only once it is on disk.
+/// If the store cannot write it, nobody gets it and the answer is 507 (disk
+/// full) or 503 (any other store failure).
 async fn publish(
     State(state): State<Console>,
     Extension(by): Extension<Principal>,
@@ -1094,15 +1119,78 @@ async fn publish(
     }
     let view = PayloadView::of(&message.payload);
     let topic = message.topic.clone();
-    let retained = message.retain;
-    let delivered_to = broker.publish(None, Arc::new(message), now);
-    tracing::debug!(%topic, delivered_to, by = %by, "published from the console");
+    let route = broker.route(None, &message);
+    let retained = message.retain && !route.retain_refused();
+    let quota_exceeded = route.quota_exceeded();
+    if quota_exceeded {
+        Metrics::incr(&broker.metrics().publish_quota_exceeded);
+    }
+    let mut records = Vec::new();
+    let durable = broker.stage_publish(&route, &message, &mut records);
+    // Its own task: if the browser goes away while the records are being
+    // written, the handler's future is dropped, but what is on disk must
+    // still be delivered (the store would otherwise bring back, after a
+    // restart, a message nobody got now).
+    let task_broker = broker.clone();
+    let outcome = tokio::spawn(async move {
+        if durable {
+            if let Some(store) = task_broker.store() {
+                store.append(records).wait().await?;
+            }
+        }
+        Ok::<usize, StoreError>(task_broker.deliver_route(route, Arc::new(message), Instant::now()))
+    })
+    .await;
+    let delivered_to = match outcome {
+        Ok(Ok(delivered_to)) => delivered_to,
+        Ok(Err(error)) => {
+            Metrics::incr(&broker.metrics().store_refusals);
+            tracing::error!(%topic, %error, by = %by, "durable store failed; message from the console refused");
+            return Err(store_refusal(&error));
+        }
+        Err(error) => {
+            tracing::error!(%topic, %error, "publish task failed");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the publish did not complete",
+            ));
+        }
+    };
+    tracing::debug!(%topic, delivered_to, durable, by = %by, "published from the console");
     Ok(Json(Published {
         topic,
         delivered_to,
         retained,
+        durable,
+        quota_exceeded,
         payload: view,
     }))
+}
+
+/// The answer when the durable store could not write a message: 507 when
+/// the disk is full (space may come back), 503 for any other failure. The
+/// message was neither delivered nor retained.
+fn store_refusal(error: &StoreError) -> ApiError {
+    if error.is_disk_full() {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "store_full",
+            format!(
+                "the broker's disk is full, so the message could not be kept; it was not \
+                 delivered or retained ({error})"
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_failed",
+            format!(
+                "the broker's durable store could not write the message; it was not \
+                 delivered or retained ({error})"
+            ),
+        )
+    }
 }
 
 /// The body limit for `POST /api/v1/publish`: a maximum-size payload as hex.

@@ -19,6 +19,16 @@
 //! A listener on any other address without credentials is refused by
 //! [`check_access`] (and so by [`serve`]) before it serves anything.
 //!
+//! # HTTPS
+//!
+//! With [`ConsoleOptions::tls`] the listener speaks only TLS (see
+//! [`https`]): the certificate is a [`TlsListener`] the caller loaded, and
+//! reloading it (SIGHUP, through `switchboard_tls::Certificates`) changes
+//! what new connections get. The login cookie is then marked `Secure`. A
+//! listener on another address than loopback without TLS still serves, but
+//! logs a warning: its passwords, tokens and cookies cross the network in
+//! clear text.
+//!
 //! # Bounds
 //!
 //! Request bodies are capped; list endpoints page (at most
@@ -29,16 +39,20 @@
 mod access;
 mod api;
 mod assets;
+mod https;
 mod metrics;
 mod payload;
 mod sampler;
 mod stream;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use axum::Router;
 use switchboard_broker::Broker;
 use tokio::net::TcpListener;
@@ -46,6 +60,9 @@ use tokio::net::TcpListener;
 pub use access::{AccessMode, AdminCredentials, MIN_TOKEN_LENGTH};
 pub use api::MAX_PAGE;
 pub use stream::MAX_STREAMS;
+/// Re-exported so callers can load the HTTPS certificate without a
+/// dependency of their own.
+pub use switchboard_tls::{Certificates, TlsError, TlsListener, TlsOptions};
 /// Re-exported so callers of [`serve`] need no `tokio-util` of their own.
 pub use tokio_util::sync::CancellationToken;
 
@@ -95,6 +112,10 @@ pub struct ConsoleOptions {
     pub ready: Ready,
     /// How much rate history the overview keeps (one sample a second).
     pub history: Duration,
+    /// Serve HTTPS with this certificate instead of plain HTTP. Load it
+    /// with [`TlsListener::load`]; keep a clone in a [`Certificates`]
+    /// handle to reload it.
+    pub tls: Option<Arc<TlsListener>>,
 }
 
 impl Default for ConsoleOptions {
@@ -105,6 +126,7 @@ impl Default for ConsoleOptions {
             admin: None,
             ready: Ready::new(),
             history: DEFAULT_HISTORY,
+            tls: None,
         }
     }
 }
@@ -119,6 +141,10 @@ impl std::fmt::Debug for ConsoleOptions {
             .field("admin", &self.admin)
             .field("ready", &self.ready.is_ready())
             .field("history", &self.history)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|tls| tls.options().cert_file.clone()),
+            )
             .finish()
     }
 }
@@ -161,8 +187,9 @@ pub fn check_access(
     access::check(options, address)
 }
 
-/// Serves the console, API and metrics on `listener` until `cancel` fires,
-/// then closes open streams and waits (briefly) for requests in progress.
+/// Serves the console, API and metrics on `listener` (HTTPS when
+/// [`ConsoleOptions::tls`] is set) until `cancel` fires, then closes open
+/// streams and waits (briefly) for requests in progress.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
@@ -171,17 +198,44 @@ pub async fn serve(
 ) -> Result<(), ConsoleError> {
     let address = listener.local_addr()?;
     let mode = check_access(&options, address)?;
+    let loopback = address.ip().to_canonical().is_loopback();
+    if !loopback && options.tls.is_none() {
+        tracing::warn!(
+            %address,
+            "the HTTP console is not on a loopback address and has no TLS: passwords, API \
+             tokens and login cookies cross the network in clear text. Give it a certificate \
+             (--http-cert and --http-key, or [http] cert_file and key_file), or keep it \
+             behind a TLS proxy"
+        );
+    }
+    let tls = options.tls.clone();
     let state = Console::new(broker, options, mode, cancel.clone());
     tokio::spawn(sampler::run(state.clone(), cancel.clone()));
-    let app = router(state);
-    tracing::info!(%address, anonymous = mode.anonymous, "HTTP console and API listening");
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+    let shutdown = cancel.clone().cancelled_owned();
+    match tls {
+        None => {
+            tracing::info!(%address, anonymous = mode.anonymous, "HTTP console and API listening");
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            until_shutdown(server, &cancel).await
+        }
+        Some(tls) => {
+            tracing::info!(%address, anonymous = mode.anonymous, cert_file = %tls.options().cert_file.display(), "HTTPS console and API listening");
+            let incoming = https::incoming(listener, address, tls, state, cancel.clone());
+            let server = axum::serve(incoming, app).with_graceful_shutdown(shutdown);
+            until_shutdown(server, &cancel).await
+        }
+    }
+}
+
+/// Runs `server` until it ends by itself after `cancel` fired, or until
+/// [`SHUTDOWN_GRACE`] after that, whichever is first.
+async fn until_shutdown(
+    server: impl IntoFuture<Output = std::io::Result<()>>,
+    cancel: &CancellationToken,
+) -> Result<(), ConsoleError> {
     tokio::select! {
-        result = server => result?,
+        result = server.into_future() => result?,
         _ = async {
             cancel.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -190,6 +244,24 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The client's address, as requests see it (`ConnectInfo<Peer>`): failed
+/// logins are throttled by it. Its own type so that plain and TLS
+/// listeners both provide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, https::TlsIncoming>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, https::TlsIncoming>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
 }
 
 /// State shared by every request.
@@ -211,6 +283,11 @@ pub(crate) struct ConsoleInner {
     /// Messages live views missed because the browser read too slowly,
     /// summed over every stream so far.
     pub(crate) stream_dropped: AtomicU64,
+    /// Requests refused for a wrong API token or admin password (not those
+    /// that sent no credentials at all).
+    pub(crate) auth_failures: AtomicU64,
+    /// HTTPS connections whose TLS handshake failed or timed out.
+    pub(crate) tls_handshake_failures: AtomicU64,
 }
 
 impl std::ops::Deref for Console {
@@ -241,6 +318,8 @@ impl Console {
                 cancel,
                 streams_open: AtomicU64::new(0),
                 stream_dropped: AtomicU64::new(0),
+                auth_failures: AtomicU64::new(0),
+                tls_handshake_failures: AtomicU64::new(0),
             }),
         }
     }

@@ -12,7 +12,8 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use switchboard_broker::{ListenerStats, Metrics};
+use switchboard_broker::persist::HistogramSnapshot;
+use switchboard_broker::{ListenerStats, Metrics, Store};
 
 use crate::Console;
 
@@ -69,6 +70,25 @@ impl Exposition {
 
     fn single<V: std::fmt::Display>(&mut self, name: &str, kind: Kind, help: &str, value: V) {
         self.family(name, kind, help, &[(&[], value)]);
+    }
+
+    /// A histogram without labels: cumulative `_bucket` samples by `le`,
+    /// then `_sum` and `_count`. Bounds and the sum are divided by `scale`
+    /// (microseconds to seconds: 1e6; plain counts: 1).
+    fn histogram(&mut self, name: &str, help: &str, snapshot: &HistogramSnapshot, scale: f64) {
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} histogram");
+        for (bound, count) in snapshot.cumulative() {
+            let _ = writeln!(
+                self.out,
+                "{name}_bucket{{le=\"{}\"}} {count}",
+                bound as f64 / scale
+            );
+        }
+        let count = snapshot.count();
+        let _ = writeln!(self.out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(self.out, "{name}_sum {}", snapshot.sum as f64 / scale);
+        let _ = writeln!(self.out, "{name}_count {count}");
     }
 }
 
@@ -338,6 +358,9 @@ pub(crate) fn render(state: &Console) -> String {
         "Damaged regions of the durable store set aside at the last start.",
         get(&metrics.store_damaged_regions),
     );
+    if let Some(store) = broker.store() {
+        store_families(&mut out, store);
+    }
     out.single(
         "switchboard_retained_refused_total",
         Counter,
@@ -440,7 +463,82 @@ pub(crate) fn render(state: &Console) -> String {
         "Console logins (cookies) held now.",
         state.access.count(),
     );
+    out.single(
+        "switchboard_console_auth_failures_total",
+        Counter,
+        "Console and API requests refused for a wrong API token or admin password.",
+        state.auth_failures.load(Ordering::Relaxed),
+    );
+    if state.options.tls.is_some() {
+        out.single(
+            "switchboard_console_tls_handshake_failures_total",
+            Counter,
+            "HTTPS connections to the console whose TLS handshake failed or timed out.",
+            state.tls_handshake_failures.load(Ordering::Relaxed),
+        );
+    }
     out.out
+}
+
+/// The durable store's commit thread: batches, their latency and size, and
+/// the disk it uses. Only when the broker keeps data on disk.
+fn store_families(out: &mut Exposition, store: &Store) {
+    use Kind::{Counter, Gauge};
+    let stats = store.stats();
+    let commits = store.commit_stats();
+    let disk = store.disk_usage();
+    out.histogram(
+        "switchboard_store_commit_seconds",
+        "Time to write one batch to the durable log and fsync it (durability = sync; \
+         periodic: the write alone).",
+        &commits.commit_micros,
+        1e6,
+    );
+    out.histogram(
+        "switchboard_store_batch_records",
+        "Records per batch written to the durable log (group commit: grows with the load).",
+        &commits.batch_records,
+        1.0,
+    );
+    out.single(
+        "switchboard_store_batch_bytes_total",
+        Counter,
+        "Bytes of the batches written to the durable log.",
+        commits.batch_bytes,
+    );
+    out.single(
+        "switchboard_store_records_total",
+        Counter,
+        "Records written to the durable log.",
+        stats.records,
+    );
+    out.single(
+        "switchboard_store_syncs_total",
+        Counter,
+        "fsyncs of the durable log.",
+        stats.syncs,
+    );
+    out.single(
+        "switchboard_store_failed_batches_total",
+        Counter,
+        "Batches whose write or fsync failed (their messages were refused).",
+        stats.failed_batches,
+    );
+    out.single(
+        "switchboard_store_backlog_refusals_total",
+        Counter,
+        "Appends refused because the commit queue was full (the disk is behind the load).",
+        stats.backlog_refusals,
+    );
+    out.family(
+        "switchboard_store_disk_bytes",
+        Gauge,
+        "Bytes on disk of the durable store, by kind.",
+        &[
+            (&[("kind", "log")], disk.segment_bytes),
+            (&[("kind", "snapshot")], disk.snapshot_bytes),
+        ],
+    );
 }
 
 /// `family` takes borrowed label slices; samples built at run time (one per
@@ -477,6 +575,22 @@ mod tests {
             "# HELP x_total a\\\\b\\nc\n# TYPE x_total counter\n\
              x_total{a=\"q\\\"u\\\\o\\nte\"} 3\nx_total{a=\"b\",c=\"d\"} 4\n\
              # HELP y plain\n# TYPE y gauge\ny 1.5\n"
+        );
+    }
+    #[test]
+    fn histograms_have_cumulative_buckets_a_sum_and_a_count() {
+        let mut out = Exposition::new();
+        let snapshot = HistogramSnapshot {
+            bounds: &[100, 2_500_000],
+            counts: vec![1, 2, 3],
+            sum: 1_500_000,
+        };
+        out.histogram("h_seconds", "help", &snapshot, 1e6);
+        assert_eq!(
+            out.out,
+            "# HELP h_seconds help\n# TYPE h_seconds histogram\n\
+             h_seconds_bucket{le=\"0.0001\"} 1\nh_seconds_bucket{le=\"2.5\"} 3\n\
+             h_seconds_bucket{le=\"+Inf\"} 6\nh_seconds_sum 1.5\nh_seconds_count 6\n"
         );
     }
 }

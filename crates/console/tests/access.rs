@@ -129,6 +129,8 @@ async fn the_admin_logs_in_with_basic_auth_or_the_form() {
     let cookie = login.header("set-cookie").unwrap().to_string();
     assert!(cookie.contains("HttpOnly"));
     assert!(cookie.contains("SameSite=Strict"));
+    // Plain HTTP: a Secure cookie would not be stored by the browser.
+    assert!(!cookie.contains("Secure"), "{cookie}");
     let pair = cookie.split(';').next().unwrap().to_string();
     let browser = harness.client().with_header("Cookie", &pair);
     assert_eq!(browser.get("/api/v1/status").await.status, 200);
@@ -218,4 +220,98 @@ async fn changes_from_another_origin_are_refused() {
     let fetch = harness.client().with_header("Sec-Fetch-Site", "cross-site");
     assert_eq!(fetch.post("/api/v1/publish", Some(body)).await.status, 403);
     harness.stop().await;
+}
+
+fn cheap_hash(password: &str) -> String {
+    switchboard_auth::hash_password_with_cost(
+        password.as_bytes(),
+        switchboard_auth::Cost {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_password_can_come_from_the_password_file_and_its_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passwd");
+    let write = |alice: &str| {
+        std::fs::write(
+            &path,
+            format!("alice:{}\nbob:{}\n", cheap_hash(alice), cheap_hash("bobs")),
+        )
+        .unwrap();
+    };
+    write("first");
+    let auth = std::sync::Arc::new(
+        switchboard_auth::Auth::load(switchboard_auth::AuthOptions {
+            password_file: Some(path.clone()),
+            acl_file: None,
+            throttle: switchboard_auth::ThrottleOptions::default(),
+        })
+        .unwrap(),
+    );
+    let admin = AdminCredentials::from_password_file("alice", auth.clone()).unwrap();
+    let harness = Harness::start_with(ConsoleOptions {
+        allow_anonymous: Some(false),
+        admin: Some(admin),
+        ..ConsoleOptions::default()
+    })
+    .await;
+    let as_user = |user: &str, password: &str| {
+        harness
+            .client()
+            .with_header("Authorization", &basic(user, password))
+    };
+    assert_eq!(
+        as_user("alice", "first").get("/api/v1/status").await.status,
+        200
+    );
+    // Another user of the file is not the admin.
+    assert_eq!(
+        as_user("bob", "bobs").get("/api/v1/status").await.status,
+        401
+    );
+    // The file is reloaded (SIGHUP in the binary): the new password counts.
+    write("second");
+    auth.reload().unwrap();
+    assert_eq!(
+        as_user("alice", "first").get("/api/v1/status").await.status,
+        401
+    );
+    assert_eq!(
+        as_user("alice", "second")
+            .get("/api/v1/status")
+            .await
+            .status,
+        200
+    );
+    let metrics = harness
+        .client()
+        .with_header("Authorization", &basic("alice", "second"))
+        .get("/metrics")
+        .await
+        .text();
+    let failures = parse_exposition(&metrics)
+        .unwrap()
+        .value("switchboard_console_auth_failures_total", &[])
+        .unwrap();
+    assert_eq!(failures, 2.0);
+    harness.stop().await;
+}
+
+#[test]
+fn an_admin_from_the_password_file_needs_one() {
+    let auth = std::sync::Arc::new(
+        switchboard_auth::Auth::load(switchboard_auth::AuthOptions {
+            password_file: None,
+            acl_file: None,
+            throttle: switchboard_auth::ThrottleOptions::default(),
+        })
+        .unwrap(),
+    );
+    assert!(AdminCredentials::from_password_file("alice", auth).is_err());
 }

@@ -295,6 +295,15 @@ async fn clients_are_searched_sorted_and_paged() {
         ids(&sorted),
         ["charlie", "alpha", "delta-sensor", "bravo-sensor"]
     );
+    // charlie sent two SUBSCRIBEs, alpha one, the others none.
+    let by_bytes = http
+        .get("/api/v1/clients?sort=bytes_in&order=desc")
+        .await
+        .json();
+    assert_eq!(
+        ids(&by_bytes),
+        ["charlie", "alpha", "delta-sensor", "bravo-sensor"]
+    );
     let paged = http.get("/api/v1/clients?offset=1&limit=2").await.json();
     assert_eq!(paged["total"], 4);
     assert_eq!(ids(&paged), ["bravo-sensor", "charlie"]);
@@ -332,6 +341,11 @@ async fn a_client_in_detail() {
     let detail = detail.json();
     assert_eq!(detail["client_id"], "room/3 sensor");
     assert_eq!(detail["subscriptions"], 2);
+    // After CONNECT the client sent two SUBSCRIBEs (3.1.1): 2 fixed header +
+    // 2 packet id + 2 length + 12 filter + 1 options = 19 bytes, and
+    // 2 + 2 + 2 + 19 + 1 = 26. It got two SUBACKs of 5 bytes (and CONNACK).
+    assert_eq!(detail["bytes_in"], 19 + 26);
+    assert!(detail["bytes_out"].as_u64().unwrap() >= 10, "{detail}");
     let list = detail["subscription_list"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     let shared = list

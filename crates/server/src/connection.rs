@@ -579,7 +579,10 @@ impl Connection {
                 written = write_or_flush(writer, write_buffer), if !write_buffer.is_empty() || unflushed => {
                     match written {
                         Ok(Written::Bytes(0)) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
-                        Ok(Written::Bytes(_)) => unflushed = true,
+                        Ok(Written::Bytes(n)) => {
+                            self.entry.count_sent(n as u64);
+                            unflushed = true;
+                        }
                         Ok(Written::Flushed) => unflushed = false,
                     }
                     if write_buffer.is_empty() {
@@ -593,6 +596,7 @@ impl Connection {
                         Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
                         Ok(n) => {
                             Metrics::add(&metrics.bytes_received, n as u64);
+                            self.entry.count_received(n as u64);
                             if let Some(bucket) = &mut self.byte_rate {
                                 bucket.charge(now(), n as u64);
                             }

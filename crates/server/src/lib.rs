@@ -9,7 +9,6 @@ mod auth;
 mod connection;
 mod limits;
 mod subject;
-mod tls;
 mod transport;
 mod websocket;
 
@@ -21,7 +20,7 @@ use std::time::Duration;
 pub use limits::{Rate, RateLimits};
 pub use switchboard_auth::Auth;
 use switchboard_broker::{Broker, Settings};
-pub use tls::{Certificates, ReloadError, TlsError, TlsOptions};
+pub use switchboard_tls::{Certificates, ReloadError, TlsError, TlsOptions};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -286,11 +285,12 @@ impl Server {
             // Certificates first: a listener that cannot do TLS must not bind.
             let tls = match listener_options.kind.tls() {
                 Some(tls_options) => {
-                    let loaded = tls::TlsListener::load(&listener_options.name, tls_options)
-                        .map_err(|source| ServerError::Tls {
-                            name: listener_options.name.clone(),
-                            source: Box::new(source),
-                        })?;
+                    let loaded =
+                        switchboard_tls::TlsListener::load(&listener_options.name, tls_options)
+                            .map_err(|source| ServerError::Tls {
+                                name: listener_options.name.clone(),
+                                source: Box::new(source),
+                            })?;
                     let loaded = Arc::new(loaded);
                     tls_listeners.push(loaded.clone());
                     Some(loaded)

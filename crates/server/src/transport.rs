@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchboard_tls::TlsListener;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use switchboard_broker::{ListenerStats, Metrics};
 
 use crate::auth::CertificateUser;
-use crate::tls::TlsListener;
 use crate::{connection, websocket, ListenerKind, ListenerPolicy, Shared};
 
 /// What a listener's connections need to set up their transport.
@@ -204,7 +204,7 @@ async fn within<T, E: std::fmt::Display>(
 /// `use_subject_as_username`. rustls has verified the certificate against
 /// the listener's CA by now.
 fn certificate_user(tls: &TlsListener, stream: &TlsStream<TcpStream>) -> CertificateUser {
-    if !tls.options.use_subject_as_username {
+    if !tls.options().use_subject_as_username {
         return CertificateUser::NotUsed;
     }
     let (_, connection) = stream.get_ref();

@@ -197,6 +197,7 @@
 mod error;
 mod fault;
 mod format;
+mod histogram;
 mod log;
 mod record;
 mod recovery;
@@ -208,6 +209,7 @@ mod tests;
 
 pub use error::{RecordError, StoreError};
 pub use fault::{copy_data_dir, Fault, FaultInjector, FaultPoint};
+pub use histogram::{CommitStats, HistogramSnapshot, BATCH_RECORDS_BOUNDS, COMMIT_MICROS_BOUNDS};
 pub use log::{
     Checkpoint, CheckpointReport, DiskUsage, Log, LogConfig, LogStats, SyncMode, Ticket,
     DEFAULT_CHECKPOINT_SLACK_BYTES, DEFAULT_MAX_BATCH_BYTES, DEFAULT_QUEUE_CAPACITY,

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use crate::error::StoreError;
 use crate::fault::{FaultInjector, FaultPoint};
 use crate::format::{self, frame_record, put_batch, MAX_BATCH_BODY};
+use crate::histogram::{CommitStats, Histogram, BATCH_RECORDS_BOUNDS, COMMIT_MICROS_BOUNDS};
 use crate::record::Record;
 use crate::recovery::{self, Recovered};
 use crate::snapshot;
@@ -201,6 +202,13 @@ struct Shared {
     syncs: AtomicU64,
     failed_batches: AtomicU64,
     backlog_refusals: AtomicU64,
+    /// How long successful batches took to write (and fsync); see
+    /// [`Log::commit_stats`].
+    commit_micros: Histogram,
+    /// Records per successful batch.
+    batch_records: Histogram,
+    /// Bytes of successful batches.
+    batch_bytes: AtomicU64,
     /// What the records written so far rebuild; see [`Log::with_state`].
     state: LogState,
 }
@@ -338,6 +346,9 @@ impl Log {
             syncs: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             backlog_refusals: AtomicU64::new(0),
+            commit_micros: Histogram::new(COMMIT_MICROS_BOUNDS),
+            batch_records: Histogram::new(BATCH_RECORDS_BOUNDS),
+            batch_bytes: AtomicU64::new(0),
             state: LogState(Mutex::new(opened.recovered.state.clone())),
         });
         let queue_capacity = config.queue_capacity.max(1);
@@ -520,6 +531,17 @@ impl Log {
             syncs: self.shared.syncs.load(Ordering::Relaxed),
             failed_batches: self.shared.failed_batches.load(Ordering::Relaxed),
             backlog_refusals: self.shared.backlog_refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Latency and size histograms of the batches written so far, for
+    /// metrics: how long the disk takes per batch and how well group
+    /// commit batches.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commit_micros: self.shared.commit_micros.snapshot(),
+            batch_records: self.shared.batch_records.snapshot(),
+            batch_bytes: self.shared.batch_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -900,6 +922,7 @@ impl Writer {
         let bodies: Vec<&[u8]> = appends.iter().map(|append| &append.body[..]).collect();
         put_batch(&mut self.buffer, first, count, &bodies);
 
+        let started = Instant::now();
         if let Err(error) = self.write_and_sync() {
             // The failed batch's sequence numbers are not reused: its bytes
             // may have reached the disk if removing them failed.
@@ -908,6 +931,12 @@ impl Writer {
             self.fail(appends, &error);
             return;
         }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared.commit_micros.observe(micros);
+        self.shared.batch_records.observe(total);
+        self.shared
+            .batch_bytes
+            .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
         self.next_sequence = after;
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         self.shared.records.fetch_add(total, Ordering::Relaxed);

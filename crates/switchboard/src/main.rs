@@ -206,6 +206,13 @@ struct ServeArgs {
     /// Serve no web console, HTTP API or metrics.
     #[arg(long)]
     no_http: bool,
+    /// Certificate chain (PEM) for the web console: with --http-key it serves HTTPS only.
+    /// SIGHUP reloads it.
+    #[arg(long, env = "SWITCHBOARD_HTTP_CERT", value_name = "FILE")]
+    http_cert: Option<PathBuf>,
+    /// Private key (PEM) of --http-cert. SIGHUP reloads it.
+    #[arg(long, env = "SWITCHBOARD_HTTP_KEY", value_name = "FILE")]
+    http_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -261,6 +268,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_anonymous: args.allow_anonymous,
         http_address: args.http,
         http_enabled: args.no_http.then_some(false),
+        http_cert_file: args.http_cert,
+        http_key_file: args.http_key,
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -272,12 +281,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Filled in once the listeners have loaded their certificates.
     let certificates = Arc::new(std::sync::OnceLock::new());
     reload_on_hangup(auth.all(), certificates.clone())?;
+    let console = console_options(&config, &auth.server)?;
     let options = server_options(&config, auth)?;
-    let console = console_options(&config)?;
     let server = Server::bind(options)
         .await
         .context("cannot start the broker")?;
-    let _ = certificates.set(server.certificates());
+    // One SIGHUP reloads the MQTT listeners' certificates and the console's.
+    let mut reloadable = server.certificates();
+    if let Some(tls) = console.as_ref().and_then(|console| console.tls.clone()) {
+        reloadable = reloadable.with_listener(tls);
+    }
+    let _ = certificates.set(reloadable);
     for (listener, address) in server.listeners() {
         tracing::info!(
             listener = %listener.name,
@@ -319,7 +333,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cancel = switchboard_console::CancellationToken::new();
     let console_task = http.map(|(listener, console)| {
         if let Ok(address) = listener.local_addr() {
-            tracing::info!("web console and HTTP API on http://{address}/");
+            let scheme = if console.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!("web console and HTTP API on {scheme}://{address}/");
         }
         let ready = console.ready.clone();
         let task = tokio::spawn(switchboard_console::serve(
@@ -525,7 +544,10 @@ fn reload_on_hangup(
 /// The web console's options from `[http]`, or `None` when it is off. Reads
 /// the token file and checks the admin hash and the access rule now, so
 /// that a bad setting stops the broker before it listens.
-fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console::ConsoleOptions>> {
+fn console_options(
+    config: &Config,
+    auth: &Arc<switchboard_auth::Auth>,
+) -> anyhow::Result<Option<switchboard_console::ConsoleOptions>> {
     let http = &config.http;
     if !http.enabled {
         return Ok(None);
@@ -546,12 +568,28 @@ fn console_options(config: &Config) -> anyhow::Result<Option<switchboard_console
             switchboard_console::AdminCredentials::new(user, hash)
                 .context("invalid [http] admin credentials")?,
         ),
+        // The admin's password is its entry in the password file.
+        (Some(user), None) => Some(
+            switchboard_console::AdminCredentials::from_password_file(user, auth.clone())
+                .context("invalid [http] admin_user")?,
+        ),
+        _ => None,
+    };
+    let tls = match (&http.cert_file, &http.key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let options = switchboard_console::TlsOptions::new(cert_file, key_file);
+            let loaded = switchboard_console::TlsListener::load("http", &options).context(
+                "cannot load the web console's certificate ([http] cert_file, key_file)",
+            )?;
+            Some(Arc::new(loaded))
+        }
         _ => None,
     };
     let options = switchboard_console::ConsoleOptions {
         allow_anonymous: http.allow_anonymous,
         tokens,
         admin,
+        tls,
         ..switchboard_console::ConsoleOptions::default()
     };
     switchboard_console::check_access(&options, http.address)

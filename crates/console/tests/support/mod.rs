@@ -703,11 +703,34 @@ pub fn parse_exposition(text: &str) -> Result<Exposition, String> {
                 .parse::<f64>()
                 .map_err(|_| format!("line {number}: bad value {other:?}"))?,
         };
-        if current.as_deref() != Some(name) {
+        // A histogram's samples are its name with _bucket (labelled `le`),
+        // _sum and _count.
+        let family = match current.as_deref() {
+            Some(family)
+                if exposition.types.get(family).map(String::as_str) == Some("histogram")
+                    && [
+                        format!("{family}_bucket"),
+                        format!("{family}_sum"),
+                        format!("{family}_count"),
+                    ]
+                    .iter()
+                    .any(|sample| sample == name) =>
+            {
+                family
+            }
+            _ => name,
+        };
+        if current.as_deref() != Some(family) {
             return fail("sample outside its family (HELP/TYPE missing or family interleaved)");
         }
-        if !exposition.help.contains_key(name) {
+        if !exposition.help.contains_key(family) {
             return fail("family without HELP");
+        }
+        if name.ends_with("_bucket")
+            && family != name
+            && !labels.iter().any(|(label, _)| label == "le")
+        {
+            return fail("histogram bucket without le");
         }
         let mut sorted = labels.clone();
         sorted.sort();

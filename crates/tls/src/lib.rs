@@ -1,6 +1,11 @@
-//! TLS for the `tls` and `wss` listeners: loading certificates and keys from
-//! PEM files, optional client-certificate verification, and reloading them
-//! while the broker runs.
+//! TLS certificates for every listener that speaks TLS: the MQTT `tls` and
+//! `wss` listeners (`switchboard-server`) and the HTTPS console
+//! (`switchboard-console`). Loading certificates and keys from PEM files,
+//! optional client-certificate verification, and reloading them while the
+//! broker runs.
+//!
+//! It is its own crate so that both servers load and reload certificates
+//! with the same code, and the console need not depend on the MQTT server.
 //!
 //! Each TLS listener keeps its rustls `ServerConfig` behind an [`ArcSwap`]:
 //! a handshake takes the current one (one atomic load), and a reload builds a
@@ -104,7 +109,7 @@ pub enum TlsError {
 /// Builds the rustls configuration for one listener from its files.
 ///
 /// Blocking: reads up to three files.
-pub(crate) fn load(options: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn load(options: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certificates = read_certificates(&options.cert_file)?;
     let key = read_key(&options.key_file)?;
@@ -193,19 +198,21 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// One TLS listener's live configuration.
+/// One TLS listener's live configuration: share it (`Arc`) between the
+/// listener, which takes an [`TlsListener::acceptor`] per handshake, and a
+/// [`Certificates`] handle, which reloads it.
 #[derive(Debug)]
-pub(crate) struct TlsListener {
+pub struct TlsListener {
     /// The listener's name, for logs.
-    pub(crate) name: String,
-    pub(crate) options: TlsOptions,
+    name: String,
+    options: TlsOptions,
     /// What new handshakes use; replaced whole by [`TlsListener::reload`].
     config: ArcSwap<ServerConfig>,
 }
 
 impl TlsListener {
     /// Loads the listener's files. Blocking.
-    pub(crate) fn load(name: &str, options: &TlsOptions) -> Result<TlsListener, TlsError> {
+    pub fn load(name: &str, options: &TlsOptions) -> Result<TlsListener, TlsError> {
         Ok(TlsListener {
             name: name.to_owned(),
             options: options.clone(),
@@ -213,23 +220,33 @@ impl TlsListener {
         })
     }
 
+    /// The listener's name, as in logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The files and client-certificate settings it was loaded from.
+    pub fn options(&self) -> &TlsOptions {
+        &self.options
+    }
+
     /// An acceptor with the current configuration, for one handshake.
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
 
     /// Re-reads the files and, if they are usable, makes new handshakes use
     /// them. On error the previous configuration stays. Blocking.
-    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let config = load(&self.options)?;
         self.config.store(config);
         Ok(())
     }
 }
 
-/// Reloads the certificates of every TLS and WSS listener of a server; get
-/// it from [`crate::Server::certificates`] or
-/// [`crate::RunningServer::certificates`]. Cheap to clone.
+/// Reloads the certificates of a set of TLS listeners: an MQTT server's
+/// (`Server::certificates`), with the HTTPS console's added by
+/// [`Certificates::with_listener`]. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Certificates {
     listeners: Arc<[Arc<TlsListener>]>,
@@ -245,13 +262,20 @@ pub struct ReloadError {
 }
 
 impl Certificates {
-    pub(crate) fn new(listeners: Vec<Arc<TlsListener>>) -> Certificates {
+    pub fn new(listeners: Vec<Arc<TlsListener>>) -> Certificates {
         Certificates {
             listeners: listeners.into(),
         }
     }
 
-    /// Whether the server has any TLS or WSS listener.
+    /// These listeners and `listener`: one SIGHUP reloads them all.
+    pub fn with_listener(&self, listener: Arc<TlsListener>) -> Certificates {
+        let mut listeners = self.listeners.to_vec();
+        listeners.push(listener);
+        Certificates::new(listeners)
+    }
+
+    /// Whether there is no listener to reload.
     pub fn is_empty(&self) -> bool {
         self.listeners.is_empty()
     }
