@@ -27,11 +27,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,6 +53,15 @@ use crate::state::State;
 /// small enough that reclamation frees space in useful steps and recovery
 /// reads one segment into memory at a time.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// With [`SyncMode::Always`], how long a batch of detached appends only
+/// (bookkeeping nobody waits for) may stay written but unsynced when no batch
+/// with a waiter comes to fsync it first. A crash within it loses only such
+/// bookkeeping, as a crash between its write and its fsync always could
+/// (acknowledgements from clients: messages sent again after the restart).
+/// 5 ms: several fsyncs' worth on a fast disk, short next to any client's
+/// retry.
+pub const DETACHED_SYNC_DELAY: Duration = Duration::from_millis(5);
 /// 65,536 appends may wait for the commit thread. With the broker calling
 /// `append` once per acknowledged PUBLISH this is seconds of backlog even on
 /// a slow disk; beyond it, appends fail at once with
@@ -131,6 +143,15 @@ impl Ticket {
         self.receiver
             .blocking_recv()
             .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Polls for the outcome, for a caller that keeps the ticket in a queue
+    /// and waits on it inside a `select!` (dropping the poll loses nothing).
+    /// Once it has returned `Ready` the ticket is spent: drop it.
+    pub fn poll_result(&mut self, context: &mut Context<'_>) -> Poll<Result<u64, StoreError>> {
+        Pin::new(&mut self.receiver)
+            .poll(context)
+            .map(|result| result.unwrap_or(Err(StoreError::Closed)))
     }
 
     /// The outcome if the batch has completed, without waiting.
@@ -829,13 +850,14 @@ impl Writer {
         }
     }
 
-    /// Waits for the next command; with [`SyncMode::Periodic`] and unsynced
-    /// data, wakes up to fsync on time. `None` when every sender is gone.
+    /// Waits for the next command; with unsynced data, wakes up to fsync on
+    /// time (see [`Writer::sync_interval`]). `None` when every sender is gone.
     fn next_command(&mut self, receiver: &Receiver<Command>) -> Option<Command> {
         loop {
-            let deadline = match self.sync {
-                SyncMode::Periodic(interval) if self.is_dirty() => Some(self.last_sync + interval),
-                _ => None,
+            let deadline = if self.is_dirty() {
+                Some(self.last_sync + self.sync_interval())
+            } else {
+                None
             };
             let Some(deadline) = deadline else {
                 return receiver.recv().ok();
@@ -857,11 +879,20 @@ impl Writer {
             .is_some_and(|segment| segment.committed > segment.synced)
     }
 
+    /// How long written data may stay unsynced after the last fsync: the
+    /// interval with [`SyncMode::Periodic`]; with [`SyncMode::Always`],
+    /// [`DETACHED_SYNC_DELAY`] for batches of detached appends only (every
+    /// other batch is fsynced before its tickets complete).
+    fn sync_interval(&self) -> Duration {
+        match self.sync {
+            SyncMode::Periodic(interval) => interval,
+            SyncMode::Always => DETACHED_SYNC_DELAY,
+        }
+    }
+
     fn sync_if_due(&mut self) {
-        if let SyncMode::Periodic(interval) = self.sync {
-            if self.is_dirty() && self.last_sync.elapsed() >= interval {
-                let _ = self.sync_now();
-            }
+        if self.is_dirty() && self.last_sync.elapsed() >= self.sync_interval() {
+            let _ = self.sync_now();
         }
     }
 
@@ -900,7 +931,12 @@ impl Writer {
         let bodies: Vec<&[u8]> = appends.iter().map(|append| &append.body[..]).collect();
         put_batch(&mut self.buffer, first, count, &bodies);
 
-        if let Err(error) = self.write_and_sync() {
+        // Nobody waits for detached appends: with `SyncMode::Always` a batch
+        // of only those is written now and fsynced with the next batch that
+        // has a waiter (one fsync covers the whole file), or after
+        // `DETACHED_SYNC_DELAY`, so bookkeeping costs no fsync of its own.
+        let wanted = appends.iter().any(|append| !append.detached);
+        if let Err(error) = self.write_and_sync(wanted) {
             // The failed batch's sequence numbers are not reused: its bytes
             // may have reached the disk if removing them failed.
             self.next_sequence = after;
@@ -995,10 +1031,10 @@ impl Writer {
 
     /// Writes the buffer with one `write` and, with [`SyncMode::Always`],
     /// fsyncs. On failure the segment is given up (see `give_up_segment`).
-    fn write_and_sync(&mut self) -> Result<(), StoreError> {
+    fn write_and_sync(&mut self, sync_wanted: bool) -> Result<(), StoreError> {
         let fault = self.fault.clone();
         let injected = |point| fault.as_ref().and_then(|fault| fault.check(point));
-        let always = self.sync == SyncMode::Always;
+        let always = self.sync == SyncMode::Always && sync_wanted;
         let Some(segment) = self.segment.as_mut() else {
             return Err(StoreError::Closed);
         };
