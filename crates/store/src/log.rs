@@ -103,6 +103,8 @@ pub struct LogConfig {
     pub max_batch_bytes: usize,
     /// See [`Log::should_checkpoint`].
     pub checkpoint_slack_bytes: u64,
+    /// See [`DETACHED_SYNC_DELAY`].
+    pub detached_sync_delay: Duration,
     /// Test hook: see [`FaultInjector`].
     pub fault_injector: Option<Arc<FaultInjector>>,
 }
@@ -117,6 +119,7 @@ impl LogConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             checkpoint_slack_bytes: DEFAULT_CHECKPOINT_SLACK_BYTES,
+            detached_sync_delay: DETACHED_SYNC_DELAY,
             fault_injector: None,
         }
     }
@@ -369,6 +372,7 @@ impl Log {
             next_sequence: opened.next_sequence,
             segment_bytes: config.segment_bytes.max(1),
             sync: config.sync,
+            detached_sync_delay: config.detached_sync_delay,
             max_batch_bytes: config.max_batch_bytes.clamp(1, MAX_BATCH_BODY),
             shared: Arc::clone(&shared),
             fault: config.fault_injector.clone(),
@@ -799,6 +803,7 @@ struct Writer {
     shared: Arc<Shared>,
     fault: Option<Arc<FaultInjector>>,
     last_sync: Instant,
+    detached_sync_delay: Duration,
     /// Reused for every batch: header plus bodies, written with one `write`.
     buffer: Vec<u8>,
 }
@@ -881,12 +886,12 @@ impl Writer {
 
     /// How long written data may stay unsynced after the last fsync: the
     /// interval with [`SyncMode::Periodic`]; with [`SyncMode::Always`],
-    /// [`DETACHED_SYNC_DELAY`] for batches of detached appends only (every
+    /// [`LogConfig::detached_sync_delay`] for batches of detached appends only (every
     /// other batch is fsynced before its tickets complete).
     fn sync_interval(&self) -> Duration {
         match self.sync {
             SyncMode::Periodic(interval) => interval,
-            SyncMode::Always => DETACHED_SYNC_DELAY,
+            SyncMode::Always => self.detached_sync_delay,
         }
     }
 

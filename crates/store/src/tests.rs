@@ -186,6 +186,44 @@ fn appends_waiting_during_a_write_form_one_batch() {
 }
 
 #[test]
+fn a_batch_of_detached_appends_is_fsynced_with_the_next_batch_that_has_a_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let without_waiter = tempfile::tempdir().unwrap();
+    let with_waiter = tempfile::tempdir().unwrap();
+    let (mut config, fault) = with_faults(dir.path());
+    config.detached_sync_delay = Duration::from_secs(3600);
+    let (log, _) = open(config);
+    let mut truth = State::new();
+    commit(&log, &mut truth, session("c"));
+    assert_eq!(log.stats().syncs, 1);
+    let mut bookkeeping = truth.clone();
+    // A batch of detached appends only: written, not fsynced on its own.
+    fault.hold_writes();
+    log.append_detached(queued("c", 1, 10));
+    fault.wait_until_held();
+    fault.release_writes();
+    // An empty append completes after the commands before it are done.
+    log.append(Vec::new()).wait_blocking().unwrap();
+    for record in queued("c", 1, 10) {
+        bookkeeping.apply(&record);
+    }
+    let stats = log.stats();
+    assert_eq!((stats.batches, stats.syncs), (2, 1));
+    fault
+        .power_loss_copy(dir.path(), without_waiter.path(), 0)
+        .unwrap();
+    let (_copy, recovered) = open(LogConfig::new(without_waiter.path()));
+    assert_eq!(recovered.state, truth);
+    // The next batch with a waiter fsyncs it along: one fsync for both.
+    commit(&log, &mut bookkeeping, queued("c", 2, 10));
+    assert_eq!(log.stats().syncs, 2);
+    fault.power_loss_copy(dir.path(), with_waiter.path(), 0).unwrap();
+    let (_copy, recovered) = open(LogConfig::new(with_waiter.path()));
+    assert_eq!(recovered.state, bookkeeping);
+    drop(log);
+}
+
+#[test]
 fn a_full_queue_refuses_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, fault) = with_faults(dir.path());
