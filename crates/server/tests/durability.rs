@@ -606,6 +606,62 @@ async fn a_publish_is_on_disk_before_its_puback_and_pubrec() {
 }
 
 #[tokio::test]
+async fn a_connection_reads_on_while_its_batch_is_written_and_answers_in_order() {
+    // A pass whose batch is being written does not stop the connection: it
+    // reads and stages what follows (so one fsync can carry several of its
+    // passes), but holds every later answer and delivery, even of a message
+    // that need not be kept, until the earlier batch is durable
+    // ([MQTT-4.6.0-2]: PUBACKs in the order the PUBLISHes came).
+    let dir = tempfile::tempdir().unwrap();
+    let injector = Arc::new(FaultInjector::new());
+    let server = start(durable_options(dir.path(), Some(injector.clone()))).await;
+    let mut keeper = connect_persistent(&server, V5, "keeper", false).await;
+    keeper.subscribe_granted(1, "keep/#", QoS::AtLeastOnce).await;
+    disconnect(keeper).await;
+    let mut watcher = connected_tcp(&server, V5, "watcher").await;
+    watcher.subscribe_granted(1, "#", QoS::AtLeastOnce).await;
+    let mut publisher = connected_tcp(&server, V5, "pipeliner").await;
+    let received = || Metrics::get(&server.broker().metrics().messages_received);
+    let before = received();
+
+    injector.hold_writes();
+    publisher
+        .send(message("keep/a", QoS::AtLeastOnce, 1, "a"))
+        .await;
+    let waiting = injector.clone();
+    tokio::time::timeout(
+        GUARD,
+        tokio::task::spawn_blocking(move || waiting.wait_until_held()),
+    )
+    .await
+    .expect("nothing reached the commit thread")
+    .unwrap();
+    publisher
+        .send(message("free/n", QoS::AtLeastOnce, 2, "n"))
+        .await;
+    publisher
+        .send(message("keep/b", QoS::AtLeastOnce, 3, "b"))
+        .await;
+    // Read and handled while the first batch is still held...
+    wait_until(|| received() == before + 3).await;
+    // ...but nothing overtakes the held PUBACK and delivery.
+    assert_eq!(publisher.recv_within(EARLY_ANSWER_WINDOW).await, None);
+    assert_eq!(watcher.recv_within(Duration::ZERO).await, None);
+    injector.release_writes();
+    for packet_id in [1, 2, 3] {
+        let ack = publisher.expect_puback().await;
+        assert_eq!(ack.packet_id, packet_id);
+        assert!(ack.reason_code.0 < 0x80, "PUBACK {}", ack.reason_code);
+    }
+    let delivered = receive_acking(&mut watcher, 3).await;
+    assert_eq!(payloads(&delivered), ["a", "n", "b"]);
+    let mut keeper = connect_persistent(&server, V5, "keeper", true).await;
+    let kept = receive_acking(&mut keeper, 2).await;
+    assert_eq!(payloads(&kept), ["a", "b"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn pubrel_is_sent_only_once_its_release_is_on_disk() {
     // [MQTT-4.3.3-6] (3.1.1: [MQTT-4.3.3-1]): once PUBREL is sent the PUBLISH must
     // never be sent again, so after a crash the server must resume with PUBREL.
