@@ -93,14 +93,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and recovers) the log in `config.dir`.
-    pub fn open(config: LogConfig, now: Instant) -> Result<(Store, Recovered), StoreError> {
-        let (log, recovered) = Log::open(config)?;
+    /// Opens (and recovers) the log in `config.dir`. The recovered state is
+    /// the log's ([`Store::with_state`]); [`Broker::with_store`](crate::Broker::with_store)
+    /// rebuilds the broker from it.
+    pub fn open(config: LogConfig, now: Instant) -> Result<(Store, RecoveryReport), StoreError> {
+        let (log, report) = Log::open(config)?;
         let store = Store {
             log,
             clock: WallClock::new(now),
         };
-        Ok((store, recovered))
+        Ok((store, report))
     }
 
     pub fn clock(&self) -> &WallClock {

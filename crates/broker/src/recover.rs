@@ -57,16 +57,32 @@ pub struct RestoreSummary {
 }
 
 impl Broker {
-    /// A broker rebuilt from `state` (what [`Store::open`] recovered), writing
-    /// to `store` from now on.
-    pub fn with_store(
-        settings: Settings,
-        now: Instant,
-        store: Store,
-        state: &State,
-    ) -> (Broker, RestoreSummary) {
+    /// A broker rebuilt from what [`Store::open`] recovered (the store's
+    /// state), writing to `store` from now on.
+    ///
+    /// Messages are decoded as views into the state's stored form
+    /// ([`decode_publish`]), so each payload is held once by both.
+    pub fn with_store(settings: Settings, now: Instant, store: Store) -> (Broker, RestoreSummary) {
         let mut broker = Broker::new(settings, now);
         let store = Arc::new(store);
+        // Nothing appends before the broker exists: holding the state's lock
+        // while rebuilding keeps nobody waiting.
+        let (summary, fixups) = store.with_state(|state| broker.restore(&store, now, state));
+        store.append_detached(fixups);
+        broker.store = Some(store);
+        (broker, summary)
+    }
+
+    /// Rebuilds sessions, queues, flows, subscriptions, retained messages and
+    /// wills from `state`; returns what it did and the records that bring the
+    /// store in line with the rebuilt broker.
+    fn restore(
+        &mut self,
+        store: &Store,
+        now: Instant,
+        state: &State,
+    ) -> (RestoreSummary, Vec<Record>) {
+        let broker = self;
         let clock = *store.clock();
         let now_ms = clock.to_unix_ms(now);
         let mut summary = RestoreSummary::default();
@@ -301,8 +317,6 @@ impl Broker {
         drop(timers);
         drop(index);
         drop(registry);
-        store.append_detached(fixups);
-        broker.store = Some(store);
-        (broker, summary)
+        (summary, fixups)
     }
 }

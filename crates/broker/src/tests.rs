@@ -31,8 +31,8 @@ fn durable_broker(dir: &std::path::Path, max_messages: usize, max_bytes: usize) 
         ..Settings::default()
     };
     let now = Instant::now();
-    let (store, recovered) = Store::open(LogConfig::new(dir), now).unwrap();
-    Broker::with_store(settings, now, store, &recovered.state).0
+    let (store, _) = Store::open(LogConfig::new(dir), now).unwrap();
+    Broker::with_store(settings, now, store).0
 }
 
 /// What `stage_publish` stages for `message` (nobody subscribes).
@@ -45,8 +45,8 @@ fn staged(broker: &Broker, message: &Message) -> Option<Vec<Record>> {
 }
 
 fn retained_topics(dir: &std::path::Path) -> Vec<String> {
-    let (_store, recovered) = Store::open(LogConfig::new(dir), Instant::now()).unwrap();
-    recovered.state.retained().keys().cloned().collect()
+    let (store, _) = Store::open(LogConfig::new(dir), Instant::now()).unwrap();
+    store.with_state(|state| state.retained().keys().cloned().collect())
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn a_retained_replacement_over_the_byte_limit_stages_no_retain() {
     assert_eq!(&kept[0].payload[..], b"small");
     drop(broker);
     // After a restart the topic still holds the message that was retained.
-    let (_store, recovered) = Store::open(LogConfig::new(dir.path()), Instant::now()).unwrap();
-    let id = recovered.state.retained()["r/1"];
+    let (store, _) = Store::open(LogConfig::new(dir.path()), Instant::now()).unwrap();
+    let id = store.with_state(|state| state.retained()["r/1"]);
     assert_eq!(id, 1);
 }

@@ -616,7 +616,9 @@ async fn a_connection_reads_on_while_its_batch_is_written_and_answers_in_order()
     let injector = Arc::new(FaultInjector::new());
     let server = start(durable_options(dir.path(), Some(injector.clone()))).await;
     let mut keeper = connect_persistent(&server, V5, "keeper", false).await;
-    keeper.subscribe_granted(1, "keep/#", QoS::AtLeastOnce).await;
+    keeper
+        .subscribe_granted(1, "keep/#", QoS::AtLeastOnce)
+        .await;
     disconnect(keeper).await;
     let mut watcher = connected_tcp(&server, V5, "watcher").await;
     watcher.subscribe_granted(1, "#", QoS::AtLeastOnce).await;

@@ -45,7 +45,7 @@ use crate::error::StoreError;
 use crate::fault::{FaultInjector, FaultPoint};
 use crate::format::{self, frame_record, put_batch, MAX_BATCH_BODY};
 use crate::record::Record;
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::snapshot;
 use crate::state::State;
 
@@ -327,8 +327,13 @@ impl Log {
     /// Locks the data directory, recovers its state (see the crate docs) and
     /// starts the commit thread. Fails only if another `Log` holds the
     /// directory ([`StoreError::Locked`]) or the directory is unusable;
-    /// damage is reported in [`Recovered::report`], never an error.
-    pub fn open(config: LogConfig) -> Result<(Log, Recovered), StoreError> {
+    /// damage is reported in the [`RecoveryReport`], never an error.
+    ///
+    /// The recovered state becomes the log's own state: read it with
+    /// [`Log::with_state`] (an owner rebuilding itself at start does so
+    /// before appending). It is not copied, so that a store of millions of
+    /// messages is not held twice while the owner rebuilds from it.
+    pub fn open(config: LogConfig) -> Result<(Log, RecoveryReport), StoreError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|error| StoreError::io("create", &dir, &error))?;
         let lock_path = dir.join("LOCK");
@@ -350,7 +355,8 @@ impl Log {
         }
 
         let opened = recovery::recover(&dir)?;
-        let needs_checkpoint = !opened.recovered.report.damaged.is_empty();
+        let Recovered { state, report } = opened.recovered;
+        let needs_checkpoint = !report.damaged.is_empty();
         let shared = Arc::new(Shared {
             needs_checkpoint: AtomicBool::new(needs_checkpoint),
             files: Mutex::new(Files {
@@ -362,7 +368,7 @@ impl Log {
             syncs: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             backlog_refusals: AtomicU64::new(0),
-            state: LogState(Mutex::new(opened.recovered.state.clone())),
+            state: LogState(Mutex::new(state)),
         });
         let queue_capacity = config.queue_capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(queue_capacity);
@@ -394,7 +400,7 @@ impl Log {
             fault: config.fault_injector,
             _lock_file: lock_file,
         };
-        Ok((log, opened.recovered))
+        Ok((log, report))
     }
 
     /// The data directory.

@@ -565,14 +565,17 @@ fn encode_publish(publish: &Publish) -> Result<Bytes, RecordError> {
 
 /// Decodes the stored form of a message or will back into a [`Publish`].
 ///
-/// The payload and binary properties of the result are views into one fresh
-/// copy of `bytes` of exactly the packet's size, so keeping them pins nothing
-/// else. For QoS 1/2 the packet id is the placeholder [`STORED_PACKET_ID`].
-pub fn decode_publish(bytes: &[u8]) -> Result<Publish, RecordError> {
-    let mut buffer = BytesMut::from(bytes);
+/// The payload and binary properties of the result are views into `bytes`
+/// itself, not a copy: a message the broker restores at start shares its
+/// memory with the log's state, so a million queued messages are held once,
+/// not twice. The store keeps each message in a buffer of exactly its size
+/// (records decode into fresh exact-size buffers, see [`Record::decode`]), so
+/// keeping the views pins nothing else. For QoS 1/2 the packet id is the
+/// placeholder [`STORED_PACKET_ID`].
+pub fn decode_publish(bytes: &Bytes) -> Result<Publish, RecordError> {
     let mut decoder = Decoder::client(ProtocolVersion::V5, u32::MAX);
-    match decoder.decode(&mut buffer)? {
-        Some(Packet::Publish(publish)) if buffer.is_empty() => Ok(publish),
+    match decoder.decode_shared(bytes)? {
+        Some((Packet::Publish(publish), length)) if length == bytes.len() => Ok(publish),
         _ => Err(RecordError::NotAPublish),
     }
 }
@@ -735,6 +738,9 @@ mod tests {
             panic!("not a message");
         };
         let decoded = decode_publish(stored).unwrap();
+        // The payload is a view into the stored form, not a copy of it.
+        let stored_range = stored.as_ptr_range();
+        assert!(stored_range.contains(&decoded.payload.as_ptr()));
         assert!(!decoded.dup);
         assert_eq!(decoded.packet_id, Some(STORED_PACKET_ID));
         assert_eq!(decoded.properties.topic_alias, None);
@@ -767,7 +773,7 @@ mod tests {
     #[test]
     fn decode_publish_refuses_other_packets_and_trailing_bytes() {
         assert_eq!(
-            decode_publish(b"\xd0\x00").unwrap_err(),
+            decode_publish(&Bytes::from_static(b"\xd0\x00")).unwrap_err(),
             RecordError::NotAPublish
         );
         let Record::Message {
@@ -778,8 +784,8 @@ mod tests {
         };
         let mut longer = stored.to_vec();
         longer.push(0);
-        assert!(decode_publish(&longer).is_err());
-        assert!(decode_publish(&stored[..stored.len() - 1]).is_err());
+        assert!(decode_publish(&Bytes::from(longer)).is_err());
+        assert!(decode_publish(&stored.slice(..stored.len() - 1)).is_err());
     }
 
     #[test]
@@ -967,7 +973,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = Record::decode(&garbage);
-            let _ = decode_publish(&garbage);
+            let _ = decode_publish(&Bytes::from(garbage.clone()));
         }
 
         #[test]

@@ -27,8 +27,11 @@ fn with_faults(dir: &Path) -> (LogConfig, Arc<FaultInjector>) {
     (config, fault)
 }
 
+/// Opens the log, with a copy of its recovered state to compare.
 fn open(config: LogConfig) -> (Log, Recovered) {
-    Log::open(config).unwrap()
+    let (log, report) = Log::open(config).unwrap();
+    let state = log.with_state(State::clone);
+    (log, Recovered { state, report })
 }
 
 fn publish(topic: &str, payload_len: usize) -> Publish {
@@ -217,7 +220,9 @@ fn a_batch_of_detached_appends_is_fsynced_with_the_next_batch_that_has_a_waiter(
     // The next batch with a waiter fsyncs it along: one fsync for both.
     commit(&log, &mut bookkeeping, queued("c", 2, 10));
     assert_eq!(log.stats().syncs, 2);
-    fault.power_loss_copy(dir.path(), with_waiter.path(), 0).unwrap();
+    fault
+        .power_loss_copy(dir.path(), with_waiter.path(), 0)
+        .unwrap();
     let (_copy, recovered) = open(LogConfig::new(with_waiter.path()));
     assert_eq!(recovered.state, bookkeeping);
     drop(log);
