@@ -636,6 +636,13 @@ impl Broker {
                 protocol_level: inner.version.level(),
                 session_expiry_secs: inner.session_expiry,
             });
+            // Whose it is, so that after a restart another user with the same
+            // client id starts clean too (see `entry::Owner`).
+            let user = entry.owner.lock().username().map(str::to_string);
+            records.push(Record::SessionOwner {
+                client_id: client_id.clone(),
+                user,
+            });
             match &inner.will {
                 Some(will) => records.extend(store.will_record(&client_id, will, None)),
                 None => records.push(Record::WillClear { client_id }),

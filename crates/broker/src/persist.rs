@@ -23,7 +23,7 @@
 //! - a message that is retained or goes to a persistent session: `Message`,
 //!   one `Enqueue` per persistent target, `Retain` — the publisher's PUBACK /
 //!   PUBREC and the delivery to subscribers wait for it;
-//! - sessions with expiry > 0: `SessionUpsert` (CONNACK waits), `Subscribe`
+//! - sessions with expiry > 0: `SessionUpsert` with `SessionOwner` (CONNACK waits), `Subscribe`
 //!   (SUBACK waits), `Unsubscribe`, `SessionDetached`, `SessionEnd`, `Will`;
 //! - outbound flows of persistent sessions: `OutboundSent` (a QoS 2 PUBLISH
 //!   waits for it, so a resend after a crash reuses its packet id),

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use switchboard_codec::{QoS, RetainHandling, SubscriptionOptions};
 use switchboard_session::{Delivery, Message, Session, SharedMessage};
-use switchboard_store::{decode_publish, OutboundStage, Presence, Record, State};
+use switchboard_store::{decode_publish, OutboundStage, Presence, Record, SessionOwner, State};
 use switchboard_topic::FilterKind;
 
-use crate::entry::{SessionEntry, SessionInner, SubscriptionRecord};
+use crate::entry::{Owner, SessionEntry, SessionInner, SubscriptionRecord};
 use crate::persist::{message_from_stored, will_from_publish, Store};
 use crate::{Broker, Settings, Subscriber, TimerKind};
 
@@ -267,6 +267,13 @@ impl Broker {
                 },
                 broker.budget.clone(),
             ));
+            // The same owner as before the restart: a client id reused by another
+            // user starts clean ([`crate::entry::Owner::admits`]), as it would live.
+            *entry.owner.lock() = match stored.owner() {
+                SessionOwner::Unknown => Owner::Unknown,
+                SessionOwner::Anonymous => Owner::Anonymous,
+                SessionOwner::User(user) => Owner::User(Arc::from(user.as_str())),
+            };
             for (filter, record) in subscriptions {
                 let mut subscriber = Subscriber {
                     entry: entry.clone(),

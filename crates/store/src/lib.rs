@@ -220,6 +220,6 @@ pub use log::{
 pub use record::{decode_publish, Record, RECORD_VERSION, STORED_PACKET_ID};
 pub use recovery::{Damage, Recovered, RecoveryReport, TornTail};
 pub use state::{
-    OutboundStage, Presence, QueueEntry, SessionState, State, StoredMessage, StoredWill,
-    Subscription,
+    OutboundStage, Presence, QueueEntry, SessionOwner, SessionState, State, StoredMessage,
+    StoredWill, Subscription,
 };

@@ -52,6 +52,14 @@ pub enum Record {
         protocol_level: u8,
         session_expiry_secs: u32,
     },
+    /// Who the session belongs to, written with every `SessionUpsert`: the
+    /// user name its client connected with (`None`: none). A client id
+    /// reused by another user must not inherit the session after a restart
+    /// either.
+    SessionOwner {
+        client_id: String,
+        user: Option<String>,
+    },
     /// The session's connection ended; the session lives until
     /// `expires_at_ms` (unix milliseconds; `None` = never expires).
     SessionDetached {
@@ -172,6 +180,7 @@ mod tag {
     pub(super) const RETAIN_CLEAR: u8 = 15;
     pub(super) const WILL: u8 = 16;
     pub(super) const WILL_CLEAR: u8 = 17;
+    pub(super) const SESSION_OWNER: u8 = 18;
 }
 
 impl Record {
@@ -221,6 +230,17 @@ impl Record {
                 put_str(out, client_id);
                 out.put_u8(*protocol_level);
                 put_varint(out, u64::from(*session_expiry_secs));
+            }
+            Record::SessionOwner { client_id, user } => {
+                out.put_u8(tag::SESSION_OWNER);
+                put_str(out, client_id);
+                match user {
+                    None => out.put_u8(0),
+                    Some(user) => {
+                        out.put_u8(1);
+                        put_str(out, user);
+                    }
+                }
             }
             Record::SessionDetached {
                 client_id,
@@ -420,6 +440,14 @@ impl Record {
                 protocol_level: reader.u8("protocol_level")?,
                 session_expiry_secs: reader.u32("session_expiry_secs")?,
             },
+            tag::SESSION_OWNER => Record::SessionOwner {
+                client_id: reader.string("client_id")?,
+                user: if reader.bool("user")? {
+                    Some(reader.string("user")?)
+                } else {
+                    None
+                },
+            },
             tag::SESSION_DETACHED => Record::SessionDetached {
                 client_id: reader.string("client_id")?,
                 expires_at_ms: reader.opt_u64("expires_at_ms")?,
@@ -531,6 +559,7 @@ impl Record {
     pub fn client_id(&self) -> Option<&str> {
         match self {
             Record::SessionUpsert { client_id, .. }
+            | Record::SessionOwner { client_id, .. }
             | Record::SessionDetached { client_id, .. }
             | Record::SessionEnd { client_id }
             | Record::Subscribe { client_id, .. }
@@ -878,6 +907,8 @@ mod tests {
                 }
             }),
             text().prop_map(|client_id| Record::SessionEnd { client_id }),
+            (text(), proptest::option::of(text()))
+                .prop_map(|(client_id, user)| Record::SessionOwner { client_id, user }),
             (text(), text(), any::<u8>(), any::<Option<u32>>()).prop_map(
                 |(client_id, filter, options, identifier)| Record::Subscribe {
                     client_id,

@@ -15,6 +15,7 @@
 //! | record | effect |
 //! |---|---|
 //! | `SessionUpsert` | creates the session, or updates level and expiry of an existing one (keeping subscriptions, queue, in-flight); marks it connected |
+//! | `SessionOwner` | sets the session's owner (the user name it connected with, or none) |
 //! | `SessionDetached` | marks the session detached with that expiry deadline |
 //! | `SessionEnd` | removes the session, everything in it, and the client's will |
 //! | `Subscribe` / `Unsubscribe` | sets / removes the filter's subscription |
@@ -97,6 +98,16 @@ pub struct QueueEntry {
     pub shared_filter: Option<String>,
 }
 
+/// The user a session belongs to (see [`Record::SessionOwner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// Not recorded: written before owners were, or no `SessionOwner` yet.
+    Unknown,
+    /// Connected without a user name.
+    Anonymous,
+    User(String),
+}
+
 /// The stage of an outbound QoS 1/2 delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundStage {
@@ -128,6 +139,7 @@ pub struct SessionState {
     protocol_level: u8,
     session_expiry_secs: u32,
     presence: Presence,
+    owner: SessionOwner,
     subscriptions: BTreeMap<String, Subscription>,
     queue: Ordered<u64, QueueEntry>,
     outbound: Ordered<u16, OutboundStage>,
@@ -140,6 +152,7 @@ impl SessionState {
             protocol_level,
             session_expiry_secs,
             presence: Presence::Connected,
+            owner: SessionOwner::Unknown,
             subscriptions: BTreeMap::new(),
             queue: Ordered::default(),
             outbound: Ordered::default(),
@@ -158,6 +171,11 @@ impl SessionState {
 
     pub fn presence(&self) -> Presence {
         self.presence
+    }
+
+    /// Who the session belongs to.
+    pub fn owner(&self) -> &SessionOwner {
+        &self.owner
     }
 
     /// Subscriptions by topic filter (`$share/...` filters included).
@@ -317,6 +335,14 @@ impl State {
                     );
                 }
             },
+            Record::SessionOwner { client_id, user } => {
+                if let Some(session) = self.sessions.get_mut(client_id) {
+                    session.owner = match user {
+                        Some(user) => SessionOwner::User(user.clone()),
+                        None => SessionOwner::Anonymous,
+                    };
+                }
+            }
             Record::SessionDetached {
                 client_id,
                 expires_at_ms,
@@ -721,6 +747,17 @@ fn session_records<'a>(
         protocol_level: session.protocol_level,
         session_expiry_secs: session.session_expiry_secs,
     });
+    let owner = match &session.owner {
+        SessionOwner::Unknown => None,
+        SessionOwner::Anonymous => Some(Record::SessionOwner {
+            client_id: client_id.to_owned(),
+            user: None,
+        }),
+        SessionOwner::User(user) => Some(Record::SessionOwner {
+            client_id: client_id.to_owned(),
+            user: Some(user.clone()),
+        }),
+    };
     let detached = match session.presence {
         Presence::Connected => None,
         Presence::Detached { expires_at_ms } => Some(Record::SessionDetached {
@@ -767,6 +804,7 @@ fn session_records<'a>(
             packet_id: *packet_id,
         });
     upsert
+        .chain(owner)
         .chain(detached)
         .chain(subscriptions)
         .chain(queue)
