@@ -1072,7 +1072,26 @@ impl Broker {
     /// within the session's own bounds. A delivery that is not queued is
     /// counted, and for a session in the durable store its staged `Enqueue`
     /// is taken back, so that a restart does not bring back what was dropped.
+    ///
+    /// The records this makes are appended at once (detached, under the
+    /// session's lock), which is right when the `Enqueue` is already in the
+    /// log (a message is delivered only once its batch is durable).
     fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
+        self.deliver_staging(entry, delivery, now, None);
+    }
+
+    /// [`Broker::deliver`], for a delivery whose `Enqueue` is staged in
+    /// `staged` and not yet in the log (retained messages sent on
+    /// SUBSCRIBE): the records it makes go after it in `staged`, so the log
+    /// never sees the `Dequeue` of a dropped delivery before its `Enqueue`
+    /// (which would bring the dropped message back after a restart).
+    fn deliver_staging(
+        &self,
+        entry: &SessionEntry,
+        delivery: Delivery,
+        now: Instant,
+        staged: Option<&mut Vec<Record>>,
+    ) {
         let (queued, attached, drops) = {
             let mut inner = entry.lock();
             if inner.ended {
@@ -1103,8 +1122,10 @@ impl Broker {
                     message_id,
                 });
             }
-            if !records.is_empty() {
-                self.append_detached(records);
+            match staged {
+                Some(staged) => staged.append(&mut records),
+                None if !records.is_empty() => self.append_detached(records),
+                None => {}
             }
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
@@ -1396,7 +1417,9 @@ impl Broker {
                         shared_filter: None,
                     });
                 }
-                self.deliver(entry, delivery, now);
+                // Its records follow the staged Enqueue; the connection holds
+                // the PUBLISH until that batch is durable (SUBACK is a barrier).
+                self.deliver_staging(entry, delivery, now, Some(records));
             }
         }
         Ok(SubAck {
