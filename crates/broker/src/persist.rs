@@ -179,13 +179,12 @@ impl Store {
     /// batch to its state before completing its ticket, so the record is in
     /// the state before the client can see the PUBLISH, let alone answer
     /// PUBREC (a flow restored after a restart is in the recovered state).
-    /// The lookup misses only for a flow whose `OutboundSent` write failed:
-    /// the held PUBLISH then closed the connection, and the session resends
-    /// it (with DUP) on the next one without journaling it again. Then the
-    /// `Dequeue` is written later, with `Completed` (idempotent); until then
-    /// the log has the message both queued and released, and a crash in
-    /// between sends it again after the restart (see the design notes on
-    /// failed batches in `docs/architecture.md`).
+    /// A flow whose `OutboundSent` write failed is not there, and is not in
+    /// the session either: the held PUBLISH was never sent, the connection
+    /// closed, and the session took the send back (`Session::unsend`), so
+    /// the next connection sends it as new and journals it again. Should the
+    /// lookup still miss (a corrupt store), the `Dequeue` is written later
+    /// with `Completed` (idempotent).
     pub fn journal_records(
         &self,
         client_id: &str,

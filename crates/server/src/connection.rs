@@ -893,9 +893,17 @@ impl Connection {
             ReasonCode::UNSPECIFIED_ERROR
         };
         let mut close = false;
+        // First sends of PUBLISH packets that never reach the client.
+        let mut unsent = Vec::new();
         for item in held {
             match item {
                 Held::Deliver { .. } => Metrics::incr(&metrics.store_refusals),
+                Held::Packet(Packet::Publish(publish)) => {
+                    if let (Some(packet_id), false) = (publish.packet_id, publish.dup) {
+                        unsent.push(packet_id);
+                    }
+                    close = true;
+                }
                 Held::Packet(Packet::PubAck(ack)) if self.version.is_v5() => {
                     let refusal = Ack::with_reason(ack.packet_id, code);
                     push(
@@ -921,6 +929,20 @@ impl Connection {
                 }
                 Held::Packet(_) => close = true,
             }
+        }
+        // The batch with their `OutboundSent` failed, so the log still has
+        // these messages queued: the session takes the sends back too (last
+        // first, so they keep their order at the head of the queue), and the
+        // next connection sends them as new. Passes already pending after
+        // this one keep their own outcome, so a later PUBLISH that was made
+        // durable goes out (or is resent) before these: order can change
+        // across a store failure, nothing is lost or duplicated.
+        if !unsent.is_empty() {
+            let _ = self.entry.with_session(self.generation, |session| {
+                for packet_id in unsent.iter().rev() {
+                    session.unsend(*packet_id);
+                }
+            });
         }
         if close {
             Err(Close::protocol(code))

@@ -828,6 +828,97 @@ async fn a_full_disk_refuses_what_must_be_kept_and_other_traffic_continues() {
 }
 
 #[tokio::test]
+async fn a_refused_outbound_qos2_send_is_taken_back_and_not_delivered_twice_after_a_crash() {
+    // The PUBLISH of a QoS 2 delivery waits for its `OutboundSent`. When that
+    // write fails the PUBLISH is never sent and the connection closes; the
+    // session must treat it as never sent (back in the queue, packet id
+    // free), as the log does. Otherwise it would resend it as an in-flight
+    // flow the log does not know, the release could not dequeue it, and a
+    // crash after PUBREL would deliver it twice.
+    let dir = tempfile::tempdir().unwrap();
+    let crash_dir = tempfile::tempdir().unwrap();
+    let injector = Arc::new(FaultInjector::new());
+    let server = start(durable_options(dir.path(), Some(injector.clone()))).await;
+    let narrow = |clean_start: bool| {
+        let mut connect = persistent(V5, "narrow", clean_start);
+        connect.properties.receive_maximum = Some(1);
+        connect
+    };
+    let (mut subscriber, _) = connect(&server, narrow(true)).await;
+    subscriber
+        .subscribe_granted(1, "q/#", QoS::ExactlyOnce)
+        .await;
+    let mut publisher = connected_tcp(&server, V5, "q-publisher").await;
+    publish_qos1(&mut publisher, message("q/1", QoS::AtLeastOnce, 1, "first")).await;
+    publish_qos2(
+        &mut publisher,
+        message("q/2", QoS::ExactlyOnce, 2, "second"),
+    )
+    .await;
+    // Receive Maximum 1: "first" is in flight, "second" waits in the queue.
+    let first = subscriber.expect_publish().await;
+    assert_eq!(&first.payload[..], b"first");
+
+    // The PUBACK frees the window; the write of the QoS 2 send fails.
+    injector.set(
+        FaultPoint::SegmentWrite,
+        Fault::new(std::io::ErrorKind::StorageFull),
+    );
+    subscriber
+        .send(Packet::PubAck(Ack::new(first.packet_id.unwrap())))
+        .await;
+    loop {
+        match subscriber.recv().await {
+            None => break,
+            Some(Packet::Disconnect(_)) => {}
+            Some(other) => panic!("nothing may be sent for a refused write, got {other:?}"),
+        }
+    }
+    injector.clear_all();
+
+    // The next connection sends it as new, and its release is durable.
+    let (mut subscriber, connack) = connect(&server, narrow(false)).await;
+    assert!(connack.session_present);
+    let second = subscriber.expect_publish().await;
+    assert_eq!(&second.payload[..], b"second");
+    assert!(!second.dup, "a send that never happened is not a resend");
+    let packet_id = second.packet_id.unwrap();
+    subscriber.send(Packet::PubRec(Ack::new(packet_id))).await;
+    assert_eq!(
+        subscriber.expect().await,
+        Packet::PubRel(Ack::new(packet_id))
+    );
+    // A crash now: what a restart finds is the release, not the message.
+    copy_data_dir(dir.path(), crash_dir.path()).unwrap();
+    drop(subscriber);
+    drop(publisher);
+    server.shutdown().await;
+
+    let crashed = start_durable(crash_dir.path()).await;
+    let (mut subscriber, connack) = connect(&crashed, narrow(false)).await;
+    assert!(connack.session_present);
+    loop {
+        match subscriber.expect().await {
+            // The PUBACK's bookkeeping was in a failed write (kept for the next
+            // checkpoint, which the crash came before): QoS 1 may come again.
+            Packet::Publish(again) if &again.payload[..] == b"first" => {
+                subscriber
+                    .send(Packet::PubAck(Ack::new(again.packet_id.unwrap())))
+                    .await;
+            }
+            Packet::PubRel(release) => {
+                assert_eq!(release.packet_id, packet_id);
+                break;
+            }
+            other => panic!("expected PUBREL after the crash, got {other:?}"),
+        }
+    }
+    subscriber.send(Packet::PubComp(Ack::new(packet_id))).await;
+    expect_only_marker(&mut subscriber, "q/marker").await;
+    crashed.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_full_disk_closes_a_3_1_1_publisher_that_cannot_be_refused() {
     let dir = tempfile::tempdir().unwrap();
     let injector = Arc::new(FaultInjector::new());
