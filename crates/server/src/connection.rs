@@ -605,7 +605,10 @@ impl Connection {
                 .pending
                 .front()
                 .is_some_and(|pass| pass.ticket.is_some());
-            let deadline = deadline.filter(|_| throttle.is_none());
+            // Likewise while reading waits for the store (the disk is slow,
+            // not the client).
+            let deadline =
+                deadline.filter(|_| throttle.is_none() && self.pending.len() < MAX_PENDING_PASSES);
             let throttle = throttle.map(tokio::time::Instant::from_std);
             if read_full {
                 read_buffer.reserve(READ_BUFFER);
