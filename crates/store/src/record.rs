@@ -1004,7 +1004,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = Record::decode(&garbage);
-            let _ = decode_publish(&Bytes::from(garbage.clone()));
+            let _ = decode_publish(&Bytes::from(garbage));
         }
 
         #[test]
