@@ -297,6 +297,37 @@ impl Store {
     }
 }
 
+/// Makes `message`'s payload a view into its stored form (its `Message`
+/// record among `records`, as [`Broker::stage_publish`](crate::Broker::stage_publish)
+/// staged it), so that a message kept for persistent sessions or retained
+/// is held once: the log's state, the queues and the retained store share
+/// one buffer instead of the broker's copy plus the store's. The payload is
+/// the tail of the stored PUBLISH. Does nothing if the message is already
+/// shared (its `Arc` has other owners) or no record matches.
+pub fn share_stored_payload(message: &mut SharedMessage, records: &[Record]) {
+    let id = message.id;
+    let Some(stored) = records.iter().find_map(|record| match record {
+        Record::Message {
+            id: stored,
+            publish,
+            ..
+        } if *stored == id => Some(publish),
+        _ => None,
+    }) else {
+        return;
+    };
+    let Some(message) = Arc::get_mut(message) else {
+        return;
+    };
+    let Some(start) = stored.len().checked_sub(message.payload.len()) else {
+        return;
+    };
+    let view = stored.slice(start..);
+    if view == message.payload {
+        message.payload = view;
+    }
+}
+
 /// A message in the PUBLISH form the store keeps.
 fn stored_publish(message: &Message) -> Publish {
     Publish {

@@ -102,3 +102,36 @@ fn a_retained_replacement_over_the_byte_limit_stages_no_retain() {
     let id = store.with_state(|state| state.retained()["r/1"]);
     assert_eq!(id, 1);
 }
+
+#[test]
+fn a_staged_message_shares_its_payload_with_its_stored_form() {
+    let publish = switchboard_codec::Publish {
+        topic: "t/1".to_owned(),
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(3),
+        payload: Bytes::from_static(b"kept once"),
+        ..Default::default()
+    };
+    let records = vec![Record::message(7, None, &publish).unwrap()];
+    let Record::Message {
+        publish: stored, ..
+    } = &records[0]
+    else {
+        panic!("not a message");
+    };
+    let inside_stored =
+        |message: &SharedMessage| stored.as_ptr_range().contains(&message.payload.as_ptr());
+    let mut message = crate::message_from_publish(publish.clone(), 7, Instant::now());
+    assert!(!inside_stored(&message));
+    crate::persist::share_stored_payload(&mut message, &records);
+    assert!(inside_stored(&message));
+    assert_eq!(&message.payload[..], b"kept once");
+    // Another message's record, or a message already handed out, is left alone.
+    let mut other = crate::message_from_publish(publish.clone(), 8, Instant::now());
+    crate::persist::share_stored_payload(&mut other, &records);
+    assert!(!inside_stored(&other));
+    let mut handed_out = crate::message_from_publish(publish, 7, Instant::now());
+    let _elsewhere = handed_out.clone();
+    crate::persist::share_stored_payload(&mut handed_out, &records);
+    assert!(!inside_stored(&handed_out));
+}

@@ -1322,7 +1322,7 @@ impl Connection {
                 self.barrier = true;
             }
         }
-        let message = message_from_publish(publish, broker.next_message_id(), now());
+        let mut message = message_from_publish(publish, broker.next_message_id(), now());
         let route = broker.route(Some(self.entry.key()), &message);
         let quota_exceeded = route.quota_exceeded() && qos != QoS::AtMostOnce;
         let code = if !self.version.is_v5() {
@@ -1357,8 +1357,13 @@ impl Connection {
         // A message that must survive a crash is acknowledged and delivered only
         // once it is on disk; anything after it on this connection waits too, so
         // acknowledgements stay in order ([MQTT-4.6.0-2]).
+        let staged = self.records.len();
         if broker.stage_publish(&route, &message, &mut self.records) {
             self.barrier = true;
+            switchboard_broker::persist::share_stored_payload(
+                &mut message,
+                self.records.get(staged..).unwrap_or_default(),
+            );
         }
         if self.holding() {
             self.held.push(Held::Deliver { route, message });
