@@ -29,7 +29,8 @@
 //!   waits for it, so a resend after a crash reuses its packet id),
 //!   `OutboundReleased` (PUBREL waits for it: once PUBREL is out the PUBLISH
 //!   must never be sent again, [MQTT-4.3.3-6], so a restart must resume with
-//!   PUBREL), `OutboundComplete`, `Dequeue`;
+//!   PUBREL), `OutboundDone` (the flow's end and the message leaving the
+//!   queue, in one record), `Dequeue`;
 //! - inbound QoS 2 of persistent sessions: `InboundQos2` (with the message;
 //!   PUBREC waits) and `InboundReleased` (PUBCOMP waits).
 
@@ -234,26 +235,21 @@ impl Store {
                 JournalEvent::Completed {
                     packet_id,
                     message_id,
+                }
+                | JournalEvent::Removed {
+                    message_id,
+                    packet_id: Some(packet_id),
                 } => {
-                    records.push(Record::OutboundComplete {
-                        client_id: client_id.clone(),
-                        packet_id,
-                    });
-                    records.push(Record::Dequeue {
+                    records.push(Record::OutboundDone {
                         client_id,
+                        packet_id,
                         message_id,
                     });
                 }
                 JournalEvent::Removed {
                     message_id,
-                    packet_id,
+                    packet_id: None,
                 } => {
-                    if let Some(packet_id) = packet_id {
-                        records.push(Record::OutboundComplete {
-                            client_id: client_id.clone(),
-                            packet_id,
-                        });
-                    }
                     records.push(Record::Dequeue {
                         client_id,
                         message_id,

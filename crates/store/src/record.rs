@@ -126,6 +126,14 @@ pub enum Record {
         client_id: String,
         packet_id: u16,
     },
+    /// A flow that ended with its message leaving the queue: the same as
+    /// `OutboundComplete` then `Dequeue` (the order of their effects), in one
+    /// record, since every delivery the client acknowledges needs both.
+    OutboundDone {
+        client_id: String,
+        packet_id: u16,
+        message_id: u64,
+    },
     /// A QoS 2 PUBLISH from the client was acknowledged with PUBREC; its
     /// packet id is held until PUBREL (exactly-once deduplication).
     InboundQos2 {
@@ -181,6 +189,7 @@ mod tag {
     pub(super) const WILL: u8 = 16;
     pub(super) const WILL_CLEAR: u8 = 17;
     pub(super) const SESSION_OWNER: u8 = 18;
+    pub(super) const OUTBOUND_DONE: u8 = 19;
 }
 
 impl Record {
@@ -339,6 +348,16 @@ impl Record {
                 out.put_u8(tag::OUTBOUND_COMPLETE);
                 put_str(out, client_id);
                 put_varint(out, u64::from(*packet_id));
+            }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                out.put_u8(tag::OUTBOUND_DONE);
+                put_str(out, client_id);
+                put_varint(out, u64::from(*packet_id));
+                put_varint(out, *message_id);
             }
             Record::InboundQos2 {
                 client_id,
@@ -521,6 +540,11 @@ impl Record {
                 client_id: reader.string("client_id")?,
                 packet_id: reader.u16("packet_id")?,
             },
+            tag::OUTBOUND_DONE => Record::OutboundDone {
+                client_id: reader.string("client_id")?,
+                packet_id: reader.u16("packet_id")?,
+                message_id: reader.varint("message_id")?,
+            },
             tag::INBOUND_QOS2 => Record::InboundQos2 {
                 client_id: reader.string("client_id")?,
                 packet_id: reader.u16("packet_id")?,
@@ -569,6 +593,7 @@ impl Record {
             | Record::OutboundSent { client_id, .. }
             | Record::OutboundReleased { client_id, .. }
             | Record::OutboundComplete { client_id, .. }
+            | Record::OutboundDone { client_id, .. }
             | Record::InboundQos2 { client_id, .. }
             | Record::InboundReleased { client_id, .. }
             | Record::Will { client_id, .. }
@@ -971,6 +996,13 @@ mod tests {
             (text(), any::<u16>()).prop_map(|(client_id, packet_id)| Record::OutboundComplete {
                 client_id,
                 packet_id
+            }),
+            (text(), any::<u16>(), any::<u64>()).prop_map(|(client_id, packet_id, message_id)| {
+                Record::OutboundDone {
+                    client_id,
+                    packet_id,
+                    message_id,
+                }
             }),
             (text(), any::<u16>()).prop_map(|(client_id, packet_id)| Record::InboundQos2 {
                 client_id,

@@ -25,6 +25,7 @@
 //! | `OutboundSent` | puts the packet id last in the outbound order, awaiting PUBACK/PUBREC for the message (unchanged if already exactly so) |
 //! | `OutboundReleased` | puts the packet id last, in the PUBREL stage (creating it if unknown); the message is no longer referenced by it |
 //! | `OutboundComplete` | frees the packet id |
+//! | `OutboundDone` | `OutboundComplete` then `Dequeue`, in one record |
 //! | `InboundQos2` / `InboundReleased` | holds / frees an inbound QoS 2 packet id |
 //! | `Retain` / `RetainClear` | sets / clears the topic's retained message |
 //! | `Will` / `WillClear` | sets / clears the client's pending will |
@@ -487,6 +488,25 @@ impl State {
                     self.release(old);
                 }
             }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                let (previous, removed) = match self.sessions.get_mut(client_id) {
+                    Some(session) => (
+                        session.outbound.remove(packet_id),
+                        session.queue.remove(message_id),
+                    ),
+                    None => (None, None),
+                };
+                if let Some(old) = previous.and_then(OutboundStage::message_id) {
+                    self.release(old);
+                }
+                if removed.is_some() {
+                    self.release(*message_id);
+                }
+            }
             Record::InboundQos2 {
                 client_id,
                 packet_id,
@@ -681,6 +701,15 @@ impl<'a> Replay<'a> {
             } => {
                 self.touched_outbound
                     .insert((client_id.clone(), *packet_id));
+            }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                self.touched_outbound
+                    .insert((client_id.clone(), *packet_id));
+                self.touched_queue.insert((client_id.clone(), *message_id));
             }
             _ => {}
         }

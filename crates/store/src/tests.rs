@@ -964,3 +964,37 @@ fn checkpoints_of_the_state_between_appends_recover_exactly() {
         vec![1, 3, 4, 6, 7, 9, 10, 12]
     );
 }
+
+#[test]
+fn outbound_done_is_outbound_complete_then_dequeue() {
+    let mut records = session("c");
+    records.extend(queued("c", 1, 10));
+    records.push(Record::OutboundSent {
+        client_id: "c".into(),
+        message_id: 1,
+        packet_id: 4,
+    });
+    let mut two = State::new();
+    let mut one = State::new();
+    for record in &records {
+        two.apply(record);
+        one.apply(record);
+    }
+    two.apply(&Record::OutboundComplete {
+        client_id: "c".into(),
+        packet_id: 4,
+    });
+    two.apply(&Record::Dequeue {
+        client_id: "c".into(),
+        message_id: 1,
+    });
+    one.apply(&Record::OutboundDone {
+        client_id: "c".into(),
+        packet_id: 4,
+        message_id: 1,
+    });
+    assert_eq!(one, two);
+    // The message had no other reference: it is gone.
+    assert!(one.messages().is_empty());
+    assert_eq!(one.session("c").unwrap().outbound().count(), 0);
+}
