@@ -96,8 +96,8 @@ impl Drop for SessionEntry {
 /// users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// Restored from the store, which does not record it: the next
-    /// connection to the session adopts it.
+    /// Restored from a store written before owners were recorded
+    /// (`Record::SessionOwner`): the next connection to the session adopts it.
     Unknown,
     /// Connected without a user name.
     Anonymous {

@@ -651,6 +651,17 @@ impl Broker {
                 protocol_level: inner.version.level(),
                 session_expiry_secs: inner.session_expiry,
             });
+            // Whose it is, so that after a restart another user with the same
+            // client id starts clean too (see `entry::Owner`).
+            let (realm, user) = {
+                let owner = entry.owner.lock();
+                (owner.realm(), owner.username().map(str::to_string))
+            };
+            records.push(Record::SessionOwner {
+                client_id: client_id.clone(),
+                realm,
+                user,
+            });
             match &inner.will {
                 Some(will) => records.extend(store.will_record(&client_id, will, None)),
                 None => records.push(Record::WillClear { client_id }),
@@ -1080,7 +1091,26 @@ impl Broker {
     /// within the session's own bounds. A delivery that is not queued is
     /// counted, and for a session in the durable store its staged `Enqueue`
     /// is taken back, so that a restart does not bring back what was dropped.
+    ///
+    /// The records this makes are appended at once (detached, under the
+    /// session's lock), which is right when the `Enqueue` is already in the
+    /// log (a message is delivered only once its batch is durable).
     fn deliver(&self, entry: &SessionEntry, delivery: Delivery, now: Instant) {
+        self.deliver_staging(entry, delivery, now, None);
+    }
+
+    /// [`Broker::deliver`], for a delivery whose `Enqueue` is staged in
+    /// `staged` and not yet in the log (retained messages sent on
+    /// SUBSCRIBE): the records it makes go after it in `staged`, so the log
+    /// never sees the `Dequeue` of a dropped delivery before its `Enqueue`
+    /// (which would bring the dropped message back after a restart).
+    fn deliver_staging(
+        &self,
+        entry: &SessionEntry,
+        delivery: Delivery,
+        now: Instant,
+        staged: Option<&mut Vec<Record>>,
+    ) {
         let (queued, attached, drops) = {
             let mut inner = entry.lock();
             if inner.ended {
@@ -1111,8 +1141,10 @@ impl Broker {
                     message_id,
                 });
             }
-            if !records.is_empty() {
-                self.append_detached(records);
+            match staged {
+                Some(staged) => staged.append(&mut records),
+                None if !records.is_empty() => self.append_detached(records),
+                None => {}
             }
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
@@ -1404,7 +1436,9 @@ impl Broker {
                         shared_filter: None,
                     });
                 }
-                self.deliver(entry, delivery, now);
+                // Its records follow the staged Enqueue; the connection holds
+                // the PUBLISH until that batch is durable (SUBACK is a barrier).
+                self.deliver_staging(entry, delivery, now, Some(records));
             }
         }
         Ok(SubAck {

@@ -23,13 +23,14 @@
 //! - a message that is retained or goes to a persistent session: `Message`,
 //!   one `Enqueue` per persistent target, `Retain` — the publisher's PUBACK /
 //!   PUBREC and the delivery to subscribers wait for it;
-//! - sessions with expiry > 0: `SessionUpsert` (CONNACK waits), `Subscribe`
+//! - sessions with expiry > 0: `SessionUpsert` with `SessionOwner` (CONNACK waits), `Subscribe`
 //!   (SUBACK waits), `Unsubscribe`, `SessionDetached`, `SessionEnd`, `Will`;
 //! - outbound flows of persistent sessions: `OutboundSent` (a QoS 2 PUBLISH
 //!   waits for it, so a resend after a crash reuses its packet id),
 //!   `OutboundReleased` (PUBREL waits for it: once PUBREL is out the PUBLISH
 //!   must never be sent again, [MQTT-4.3.3-6], so a restart must resume with
-//!   PUBREL), `OutboundComplete`, `Dequeue`;
+//!   PUBREL), `OutboundDone` (the flow's end and the message leaving the
+//!   queue, in one record), `Dequeue`;
 //! - inbound QoS 2 of persistent sessions: `InboundQos2` (with the message;
 //!   PUBREC waits) and `InboundReleased` (PUBCOMP waits).
 
@@ -93,14 +94,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and recovers) the log in `config.dir`.
-    pub fn open(config: LogConfig, now: Instant) -> Result<(Store, Recovered), StoreError> {
-        let (log, recovered) = Log::open(config)?;
+    /// Opens (and recovers) the log in `config.dir`. The recovered state is
+    /// the log's ([`Store::with_state`]); [`Broker::with_store`](crate::Broker::with_store)
+    /// rebuilds the broker from it.
+    pub fn open(config: LogConfig, now: Instant) -> Result<(Store, RecoveryReport), StoreError> {
+        let (log, report) = Log::open(config)?;
         let store = Store {
             log,
             clock: WallClock::new(now),
         };
-        Ok((store, recovered))
+        Ok((store, report))
     }
 
     pub fn clock(&self) -> &WallClock {
@@ -192,13 +195,12 @@ impl Store {
     /// batch to its state before completing its ticket, so the record is in
     /// the state before the client can see the PUBLISH, let alone answer
     /// PUBREC (a flow restored after a restart is in the recovered state).
-    /// The lookup misses only for a flow whose `OutboundSent` write failed:
-    /// the held PUBLISH then closed the connection, and the session resends
-    /// it (with DUP) on the next one without journaling it again. Then the
-    /// `Dequeue` is written later, with `Completed` (idempotent); until then
-    /// the log has the message both queued and released, and a crash in
-    /// between sends it again after the restart (see the design notes on
-    /// failed batches in `docs/architecture.md`).
+    /// A flow whose `OutboundSent` write failed is not there, and is not in
+    /// the session either: the held PUBLISH was never sent, the connection
+    /// closed, and the session took the send back (`Session::unsend`), so
+    /// the next connection sends it as new and journals it again. Should the
+    /// lookup still miss (a corrupt store), the `Dequeue` is written later
+    /// with `Completed` (idempotent).
     pub fn journal_records(
         &self,
         client_id: &str,
@@ -248,26 +250,21 @@ impl Store {
                 JournalEvent::Completed {
                     packet_id,
                     message_id,
+                }
+                | JournalEvent::Removed {
+                    message_id,
+                    packet_id: Some(packet_id),
                 } => {
-                    records.push(Record::OutboundComplete {
-                        client_id: client_id.clone(),
-                        packet_id,
-                    });
-                    records.push(Record::Dequeue {
+                    records.push(Record::OutboundDone {
                         client_id,
+                        packet_id,
                         message_id,
                     });
                 }
                 JournalEvent::Removed {
                     message_id,
-                    packet_id,
+                    packet_id: None,
                 } => {
-                    if let Some(packet_id) = packet_id {
-                        records.push(Record::OutboundComplete {
-                            client_id: client_id.clone(),
-                            packet_id,
-                        });
-                    }
                     records.push(Record::Dequeue {
                         client_id,
                         message_id,
@@ -308,6 +305,37 @@ impl Store {
                 None
             }
         }
+    }
+}
+
+/// Makes `message`'s payload a view into its stored form (its `Message`
+/// record among `records`, as [`Broker::stage_publish`](crate::Broker::stage_publish)
+/// staged it), so that a message kept for persistent sessions or retained
+/// is held once: the log's state, the queues and the retained store share
+/// one buffer instead of the broker's copy plus the store's. The payload is
+/// the tail of the stored PUBLISH. Does nothing if the message is already
+/// shared (its `Arc` has other owners) or no record matches.
+pub fn share_stored_payload(message: &mut SharedMessage, records: &[Record]) {
+    let id = message.id;
+    let Some(stored) = records.iter().find_map(|record| match record {
+        Record::Message {
+            id: stored,
+            publish,
+            ..
+        } if *stored == id => Some(publish),
+        _ => None,
+    }) else {
+        return;
+    };
+    let Some(message) = Arc::get_mut(message) else {
+        return;
+    };
+    let Some(start) = stored.len().checked_sub(message.payload.len()) else {
+        return;
+    };
+    let view = stored.slice(start..);
+    if view == message.payload {
+        message.payload = view;
     }
 }
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use switchboard_codec::{QoS, RetainHandling, SubscriptionOptions};
 use switchboard_session::{Delivery, Message, Session, SharedMessage};
-use switchboard_store::{decode_publish, OutboundStage, Presence, Record, State};
+use switchboard_store::{decode_publish, OutboundStage, Presence, Record, SessionOwner, State};
 use switchboard_topic::FilterKind;
 
-use crate::entry::{SessionEntry, SessionInner, SubscriptionRecord};
+use crate::entry::{Owner, SessionEntry, SessionInner, SubscriptionRecord};
 use crate::persist::{message_from_stored, will_from_publish, Store};
 use crate::{Broker, Settings, Subscriber, TimerKind};
 
@@ -57,16 +57,32 @@ pub struct RestoreSummary {
 }
 
 impl Broker {
-    /// A broker rebuilt from `state` (what [`Store::open`] recovered), writing
-    /// to `store` from now on.
-    pub fn with_store(
-        settings: Settings,
-        now: Instant,
-        store: Store,
-        state: &State,
-    ) -> (Broker, RestoreSummary) {
+    /// A broker rebuilt from what [`Store::open`] recovered (the store's
+    /// state), writing to `store` from now on.
+    ///
+    /// Messages are decoded as views into the state's stored form
+    /// ([`decode_publish`]), so each payload is held once by both.
+    pub fn with_store(settings: Settings, now: Instant, store: Store) -> (Broker, RestoreSummary) {
         let mut broker = Broker::new(settings, now);
         let store = Arc::new(store);
+        // Nothing appends before the broker exists: holding the state's lock
+        // while rebuilding keeps nobody waiting.
+        let (summary, fixups) = store.with_state(|state| broker.restore(&store, now, state));
+        store.append_detached(fixups);
+        broker.store = Some(store);
+        (broker, summary)
+    }
+
+    /// Rebuilds sessions, queues, flows, subscriptions, retained messages and
+    /// wills from `state`; returns what it did and the records that bring the
+    /// store in line with the rebuilt broker.
+    fn restore(
+        &mut self,
+        store: &Store,
+        now: Instant,
+        state: &State,
+    ) -> (RestoreSummary, Vec<Record>) {
+        let broker = self;
         let clock = *store.clock();
         let now_ms = clock.to_unix_ms(now);
         let mut summary = RestoreSummary::default();
@@ -251,6 +267,16 @@ impl Broker {
                 },
                 broker.budget.clone(),
             ));
+            // The same owner as before the restart: a client id reused by another
+            // user starts clean ([`crate::entry::Owner::admits`]), as it would live.
+            *entry.owner.lock() = match stored.owner() {
+                SessionOwner::Unknown => Owner::Unknown,
+                SessionOwner::Anonymous { realm } => Owner::Anonymous { realm: *realm },
+                SessionOwner::User { realm, name } => Owner::User {
+                    realm: *realm,
+                    name: Arc::from(name.as_str()),
+                },
+            };
             for (filter, record) in subscriptions {
                 let mut subscriber = Subscriber {
                     entry: entry.clone(),
@@ -301,8 +327,6 @@ impl Broker {
         drop(timers);
         drop(index);
         drop(registry);
-        store.append_detached(fixups);
-        broker.store = Some(store);
-        (broker, summary)
+        (summary, fixups)
     }
 }

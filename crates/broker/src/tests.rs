@@ -31,8 +31,8 @@ fn durable_broker(dir: &std::path::Path, max_messages: usize, max_bytes: usize) 
         ..Settings::default()
     };
     let now = Instant::now();
-    let (store, recovered) = Store::open(LogConfig::new(dir), now).unwrap();
-    Broker::with_store(settings, now, store, &recovered.state).0
+    let (store, _) = Store::open(LogConfig::new(dir), now).unwrap();
+    Broker::with_store(settings, now, store).0
 }
 
 /// What `stage_publish` stages for `message` (nobody subscribes).
@@ -45,8 +45,8 @@ fn staged(broker: &Broker, message: &Message) -> Option<Vec<Record>> {
 }
 
 fn retained_topics(dir: &std::path::Path) -> Vec<String> {
-    let (_store, recovered) = Store::open(LogConfig::new(dir), Instant::now()).unwrap();
-    recovered.state.retained().keys().cloned().collect()
+    let (store, _) = Store::open(LogConfig::new(dir), Instant::now()).unwrap();
+    store.with_state(|state| state.retained().keys().cloned().collect())
 }
 
 #[test]
@@ -98,7 +98,40 @@ fn a_retained_replacement_over_the_byte_limit_stages_no_retain() {
     assert_eq!(&kept[0].payload[..], b"small");
     drop(broker);
     // After a restart the topic still holds the message that was retained.
-    let (_store, recovered) = Store::open(LogConfig::new(dir.path()), Instant::now()).unwrap();
-    let id = recovered.state.retained()["r/1"];
+    let (store, _) = Store::open(LogConfig::new(dir.path()), Instant::now()).unwrap();
+    let id = store.with_state(|state| state.retained()["r/1"]);
     assert_eq!(id, 1);
+}
+
+#[test]
+fn a_staged_message_shares_its_payload_with_its_stored_form() {
+    let publish = switchboard_codec::Publish {
+        topic: "t/1".to_owned(),
+        qos: QoS::AtLeastOnce,
+        packet_id: Some(3),
+        payload: Bytes::from_static(b"kept once"),
+        ..Default::default()
+    };
+    let records = vec![Record::message(7, None, &publish).unwrap()];
+    let Record::Message {
+        publish: stored, ..
+    } = &records[0]
+    else {
+        panic!("not a message");
+    };
+    let inside_stored =
+        |message: &SharedMessage| stored.as_ptr_range().contains(&message.payload.as_ptr());
+    let mut message = crate::message_from_publish(publish.clone(), 7, Instant::now());
+    assert!(!inside_stored(&message));
+    crate::persist::share_stored_payload(&mut message, &records);
+    assert!(inside_stored(&message));
+    assert_eq!(&message.payload[..], b"kept once");
+    // Another message's record, or a message already handed out, is left alone.
+    let mut other = crate::message_from_publish(publish.clone(), 8, Instant::now());
+    crate::persist::share_stored_payload(&mut other, &records);
+    assert!(!inside_stored(&other));
+    let mut handed_out = crate::message_from_publish(publish, 7, Instant::now());
+    let _elsewhere = handed_out.clone();
+    crate::persist::share_stored_payload(&mut handed_out, &records);
+    assert!(!inside_stored(&handed_out));
 }

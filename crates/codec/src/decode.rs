@@ -28,7 +28,7 @@
 //!   buffer's allocation: copy them (`Bytes::copy_from_slice`) before keeping
 //!   them beyond one delivery, or a small payload pins the whole read buffer.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::allowed::{is_allowed, is_v3_suback, ReasonSet};
 use crate::properties::{self, auth_is_bare};
@@ -146,14 +146,49 @@ impl Decoder {
     /// `Ok(None)` = need more bytes (buf untouched); `Err` = the connection
     /// must close (with the error's reason code).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        let Some(&first) = buf.first() else {
+        let Some((packet_type, flags, header_length, total)) = self.frame(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < total {
+            return Ok(None);
+        }
+        buf.advance(header_length);
+        let body = buf.split_to(total - header_length).freeze();
+        self.decode_frame(packet_type, flags, body).map(Some)
+    }
+
+    /// Decodes the packet at the start of `packet` without copying it:
+    /// binary fields and the PUBLISH payload are views into `packet`. For
+    /// packets kept whole elsewhere (the durable store's messages), so that
+    /// the decoded form shares their memory. Returns the packet and its
+    /// length (the caller decides what bytes after it mean); `Ok(None)` if
+    /// `packet` is shorter than the packet it starts.
+    pub fn decode_shared(
+        &mut self,
+        packet: &Bytes,
+    ) -> Result<Option<(Packet, usize)>, DecodeError> {
+        let Some((packet_type, flags, header_length, total)) = self.frame(packet)? else {
+            return Ok(None);
+        };
+        if packet.len() < total {
+            return Ok(None);
+        }
+        let body = packet.slice(header_length..total);
+        let decoded = self.decode_frame(packet_type, flags, body)?;
+        Ok(Some((decoded, total)))
+    }
+
+    /// The fixed header at the start of `bytes`: packet type, flags, header
+    /// length and total packet length, once the header is complete.
+    fn frame(&self, bytes: &[u8]) -> Result<Option<(u8, u8, usize, usize)>, DecodeError> {
+        let Some(&first) = bytes.first() else {
             return Ok(None);
         };
         let packet_type = first >> 4;
         let flags = first & 0x0F;
         self.check_first_byte(packet_type, flags)?;
 
-        let (remaining, length_bytes) = match varint::read(buf.get(1..).unwrap_or_default()) {
+        let (remaining, length_bytes) = match varint::read(bytes.get(1..).unwrap_or_default()) {
             Ok(read) => read,
             Err(VarintError::Incomplete) => return Ok(None),
             Err(VarintError::TooLong) => {
@@ -176,16 +211,20 @@ impl Decoder {
                 max: self.max_packet_size,
             });
         }
-        let total = total as usize;
-        if buf.len() < total {
-            return Ok(None);
-        }
-        buf.advance(header_length);
-        let body = buf.split_to(total - header_length).freeze();
+        Ok(Some((packet_type, flags, header_length, total as usize)))
+    }
+
+    /// Decodes a packet's body (everything after the fixed header).
+    fn decode_frame(
+        &mut self,
+        packet_type: u8,
+        flags: u8,
+        body: Bytes,
+    ) -> Result<Packet, DecodeError> {
         let mut reader = Reader::new(body, type_name(packet_type));
         let packet = self.decode_body(packet_type, flags, &mut reader)?;
         reader.finish()?;
-        Ok(Some(packet))
+        Ok(packet)
     }
 
     /// Everything the first byte alone can tell: the packet type is allowed

@@ -10,11 +10,14 @@
 //! A client that sends faster than its message or byte rate is slowed down the
 //! same way, by not reading its socket (see `crate::limits`).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use switchboard_broker::persist::{StoreError, Ticket};
 use switchboard_broker::{
     message_from_publish, CloseReason, ConnectRequest, Connected, Control, Metrics, SessionEntry,
     CONTROL_CHANNEL_CAPACITY,
@@ -43,6 +46,14 @@ const POLL_BATCH: usize = 64;
 /// the buffer is released whenever a read pass leaves it empty without having
 /// filled it, so an idle client costs the few bytes `read_buf` reserves itself.
 const READ_BUFFER: usize = 4 * 1024;
+/// Passes a connection may have in the durable store at once (staged, handed
+/// over, not yet durable). A connection keeps reading and staging while its
+/// earlier batches are being written, so that one fsync carries several of
+/// its passes instead of one; at this bound it stops reading until the oldest
+/// completes, which is also how a client that sends faster than the disk
+/// writes is slowed down. 32 passes of at most one read buffer each bound
+/// what one connection holds back.
+const MAX_PENDING_PASSES: usize = 32;
 /// How long a closing connection may take to flush its last packets.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -233,6 +244,8 @@ pub(crate) async fn run<S>(
         records: Vec::new(),
         barrier: false,
         held: Vec::new(),
+        pending: VecDeque::new(),
+        refused_qos2: Vec::new(),
         events: Vec::new(),
         username,
         message_rate: policy
@@ -260,9 +273,10 @@ pub(crate) async fn run<S>(
         )
         .await;
     // A pass that ended in a protocol error still carried out what came before the
-    // bad packet (acknowledgements from the client, messages received): finish it
-    // so the store and the subscribers see the same history as the client.
-    let _ = connection.finish_pass(&mut write_buffer).await;
+    // bad packet (acknowledgements from the client, messages received): finish it,
+    // and wait for every pass still in the store, so the store and the
+    // subscribers see the same history as the client.
+    connection.finish(&mut write_buffer).await;
 
     // Tell the broker before the (up to CLOSE_FLUSH_TIMEOUT) flush and the close: a
     // client that sent DISCONNECT 0x00 and reconnects at once must not find its old
@@ -481,8 +495,22 @@ struct Connection {
     /// Set once a staged record must be durable before the output that follows
     /// it: from then on, until the pass's batch is on disk, output is held.
     barrier: bool,
-    /// Output held behind the barrier, in order.
+    /// Output of the current pass held behind the barrier (or behind earlier
+    /// passes still pending), in order.
     held: Vec<Held>,
+    /// Ended passes whose output waits for the store, oldest first. Output is
+    /// released strictly in this order, each pass once its own batch and all
+    /// before it are durable; while any pass is pending, all new output is
+    /// held too, so nothing (not even the acknowledgement of a message that
+    /// need not be kept) overtakes what an earlier pass holds
+    /// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]). At most [`MAX_PENDING_PASSES`].
+    pending: VecDeque<PendingPass>,
+    /// Inbound QoS 2 packet ids whose PUBREC was refused after a store
+    /// failure while later passes were pending: a later pass may hold a
+    /// PUBREC for the same id (the client resent the PUBLISH), which must not
+    /// claim success for a message that was not kept. Cleared once nothing is
+    /// pending.
+    refused_qos2: Vec<u16>,
     /// Reused buffer for the session's journal events.
     events: Vec<JournalEvent>,
     /// The user name the client logged in with, for the ACL checks.
@@ -493,6 +521,16 @@ struct Connection {
     byte_rate: Option<TokenBucket>,
     /// Whether reading is paused for the rates, so that each pause is counted once.
     throttled: bool,
+}
+
+/// An ended pass waiting for the store.
+struct PendingPass {
+    /// The pass's own batch; `None` when it staged nothing that must be
+    /// durable and only waits for the passes before it.
+    ticket: Option<Ticket>,
+    held: Vec<Held>,
+    /// Inbound QoS 2 packet ids the batch records (abandoned if it fails).
+    inbound_qos2: Vec<u16>,
 }
 
 /// Output waiting for the pass's records to be durable.
@@ -531,7 +569,7 @@ impl Connection {
         if read_buffer.is_empty() {
             *read_buffer = BytesMut::new();
         }
-        if let Err(close) = self.finish_pass(write_buffer).await {
+        if let Err(close) = self.end_pass(write_buffer) {
             return close;
         }
         let mut unflushed = false;
@@ -543,7 +581,7 @@ impl Connection {
                 if let Err(close) = self.pull_messages(write_buffer) {
                     return close;
                 }
-                if let Err(close) = self.finish_pass(write_buffer).await {
+                if let Err(close) = self.end_pass(write_buffer) {
                     return close;
                 }
             }
@@ -555,8 +593,17 @@ impl Connection {
             // reading its socket (see the `limits` module for why not 0x96);
             // keep alive waits too, since its packets wait unread.
             let throttle = self.throttle_until(now());
-            let reading = write_buffer.len() < WRITE_HIGH_WATER && throttle.is_none();
-            let deadline = deadline.filter(|_| throttle.is_none());
+            let reading = write_buffer.len() < WRITE_HIGH_WATER
+                && throttle.is_none()
+                && self.pending.len() < MAX_PENDING_PASSES;
+            let waiting = self
+                .pending
+                .front()
+                .is_some_and(|pass| pass.ticket.is_some());
+            // Likewise while reading waits for the store (the disk is slow,
+            // not the client).
+            let deadline =
+                deadline.filter(|_| throttle.is_none() && self.pending.len() < MAX_PENDING_PASSES);
             let throttle = throttle.map(tokio::time::Instant::from_std);
             if read_full {
                 read_buffer.reserve(READ_BUFFER);
@@ -609,10 +656,18 @@ impl Connection {
                                 // (and with it the memory the decoded packets do not share).
                                 *read_buffer = BytesMut::new();
                             }
-                            if let Err(close) = self.finish_pass(write_buffer).await {
+                            if let Err(close) = self.end_pass(write_buffer) {
                                 return close;
                             }
                         }
+                    }
+                }
+                result = oldest_ticket(&mut self.pending), if waiting => {
+                    if let Err(close) = self.complete_oldest(result, write_buffer) {
+                        return close;
+                    }
+                    if let Err(close) = self.release_completed(write_buffer) {
+                        return close;
                     }
                 }
                 _ = entry.notified() => {}
@@ -693,64 +748,125 @@ impl Connection {
         self.entry.is_persistent() && self.shared.broker.store().is_some()
     }
 
-    /// Ends a pass: appends the staged records as one batch and, if output is
-    /// held behind them, waits until they are durable and releases it (or, if
-    /// the store failed, refuses what was held).
-    async fn finish_pass(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
-        if self.records.is_empty() {
-            self.barrier = false;
-            return self.release(Ok(()), write_buffer);
-        }
-        let Some(store) = self.shared.broker.store().cloned() else {
-            self.records.clear();
-            self.barrier = false;
-            return self.release(Ok(()), write_buffer);
-        };
+    /// Ends a pass: appends the staged records as one batch and queues what
+    /// the pass held behind it (and behind the passes still pending), then
+    /// releases whatever has become durable. Never waits: the connection
+    /// reads on while the batch is written (see [`Connection::pending`]).
+    fn end_pass(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
         let records = std::mem::take(&mut self.records);
-        if !std::mem::take(&mut self.barrier) {
-            // Nobody waits for these (acknowledgements from the client, queue
-            // bookkeeping): a failed write still leaves them in the store's
-            // state, and the checkpoint the failure makes due writes them.
-            store.append_detached(records);
-            return self.release(Ok(()), write_buffer);
+        let barrier = std::mem::take(&mut self.barrier);
+        let mut inbound_qos2 = Vec::new();
+        let ticket = match self.shared.broker.store() {
+            Some(store) if !records.is_empty() => {
+                if barrier {
+                    inbound_qos2.extend(records.iter().filter_map(|record| match record {
+                        Record::InboundQos2 { packet_id, .. } => Some(*packet_id),
+                        _ => None,
+                    }));
+                    Some(store.append(records))
+                } else {
+                    // Nobody waits for these (acknowledgements from the client, queue
+                    // bookkeeping): a failed write still leaves them in the store's
+                    // state, and the checkpoint the failure makes due writes them.
+                    // They keep their place in the log's order all the same.
+                    store.append_detached(records);
+                    None
+                }
+            }
+            _ => None,
+        };
+        let held = std::mem::take(&mut self.held);
+        if ticket.is_none() && self.pending.is_empty() {
+            return self.release(Ok(()), held, write_buffer);
         }
-        let inbound_qos2: Vec<u16> = records
-            .iter()
-            .filter_map(|record| match record {
-                Record::InboundQos2 { packet_id, .. } => Some(*packet_id),
-                _ => None,
-            })
-            .collect();
-        let result = store.append(records).wait().await.map(|_| ());
+        if ticket.is_some() || !held.is_empty() {
+            self.pending.push_back(PendingPass {
+                ticket,
+                held,
+                inbound_qos2,
+            });
+        }
+        self.release_completed(write_buffer)
+    }
+
+    /// Releases, in order, the pending passes whose batches have completed,
+    /// up to the first that has not.
+    fn release_completed(&mut self, write_buffer: &mut BytesMut) -> Result<(), Close> {
+        loop {
+            let result = match self.pending.front_mut() {
+                None => break,
+                Some(pass) => match &mut pass.ticket {
+                    None => Ok(0),
+                    Some(ticket) => match ticket.try_result() {
+                        Some(result) => result,
+                        None => break,
+                    },
+                },
+            };
+            self.complete_oldest(result, write_buffer)?;
+        }
+        if self.pending.is_empty() {
+            self.refused_qos2.clear();
+        }
+        Ok(())
+    }
+
+    /// Releases (or refuses) the oldest pending pass, whose batch completed
+    /// with `result`.
+    fn complete_oldest(
+        &mut self,
+        result: Result<u64, StoreError>,
+        write_buffer: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let Some(pass) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let result = result.map(|_| ());
         if result.is_err() {
             // What was held is refused: its inbound QoS 2 ids must start new
             // messages ([MQTT-4.3.3-9]; a 3.x client, which is disconnected instead
             // of told, resends the PUBLISH). The store needs nothing undone: a
             // batch whose write failed never reaches its state, so no checkpoint
             // writes it.
-            for packet_id in inbound_qos2 {
+            for packet_id in pass.inbound_qos2 {
                 let _ = self.entry.with_session(self.generation, |session| {
                     session.abandon_incoming_qos2(packet_id)
                 });
+                if !self.pending.is_empty() {
+                    self.refused_qos2.push(packet_id);
+                }
             }
         }
-        self.release(result, write_buffer)
+        self.release(result, pass.held, write_buffer)
+    }
+
+    /// At the end of the connection: ends the current pass and waits for
+    /// every pending one, releasing each in order (deliveries happen, packets
+    /// go to the write buffer for the final flush), so that what the store
+    /// holds was also carried out.
+    async fn finish(&mut self, write_buffer: &mut BytesMut) {
+        let _ = self.end_pass(write_buffer);
+        while !self.pending.is_empty() {
+            let result = oldest_ticket(&mut self.pending).await;
+            let _ = self.complete_oldest(result, write_buffer);
+            let _ = self.release_completed(write_buffer);
+        }
     }
 
     /// Writes (or, after a store failure, refuses) what was held.
     fn release(
         &mut self,
-        result: Result<(), switchboard_broker::persist::StoreError>,
+        result: Result<(), StoreError>,
+        held: Vec<Held>,
         write_buffer: &mut BytesMut,
     ) -> Result<(), Close> {
-        if self.held.is_empty() {
+        if held.is_empty() {
             return Ok(());
         }
-        let held = std::mem::take(&mut self.held);
         let broker = self.shared.broker.clone();
         let metrics = broker.metrics();
         let error = match result {
-            Ok(()) => {
+            Ok(()) if self.refused_qos2.is_empty() => {
                 for item in held {
                     match item {
                         Held::Packet(packet) => push(
@@ -767,6 +883,7 @@ impl Connection {
                 }
                 return Ok(());
             }
+            Ok(()) => return self.release_after_refusal(held, write_buffer),
             Err(error) => error,
         };
         // Nothing held may claim success now: messages are refused (v5 reason
@@ -778,9 +895,17 @@ impl Connection {
             ReasonCode::UNSPECIFIED_ERROR
         };
         let mut close = false;
+        // First sends of PUBLISH packets that never reach the client.
+        let mut unsent = Vec::new();
         for item in held {
             match item {
                 Held::Deliver { .. } => Metrics::incr(&metrics.store_refusals),
+                Held::Packet(Packet::Publish(publish)) => {
+                    if let (Some(packet_id), false) = (publish.packet_id, publish.dup) {
+                        unsent.push(packet_id);
+                    }
+                    close = true;
+                }
                 Held::Packet(Packet::PubAck(ack)) if self.version.is_v5() => {
                     let refusal = Ack::with_reason(ack.packet_id, code);
                     push(
@@ -807,8 +932,69 @@ impl Connection {
                 Held::Packet(_) => close = true,
             }
         }
+        // The batch with their `OutboundSent` failed, so the log still has
+        // these messages queued: the session takes the sends back too (last
+        // first, so they keep their order at the head of the queue), and the
+        // next connection sends them as new. Passes already pending after
+        // this one keep their own outcome, so a later PUBLISH that was made
+        // durable goes out (or is resent) before these: order can change
+        // across a store failure, nothing is lost or duplicated.
+        if !unsent.is_empty() {
+            let _ = self.entry.with_session(self.generation, |session| {
+                for packet_id in unsent.iter().rev() {
+                    session.unsend(*packet_id);
+                }
+            });
+        }
         if close {
             Err(Close::protocol(code))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Releases a durable pass that follows a refused one: as usual, except
+    /// that a PUBREC for an inbound QoS 2 id the refusal abandoned is refused
+    /// too (see [`Connection::refused_qos2`]).
+    fn release_after_refusal(
+        &mut self,
+        held: Vec<Held>,
+        write_buffer: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let broker = self.shared.broker.clone();
+        let metrics = broker.metrics();
+        let mut close = false;
+        for item in held {
+            match item {
+                Held::Packet(Packet::PubRec(ack)) if self.refused_qos2.contains(&ack.packet_id) => {
+                    if self.version.is_v5() {
+                        let refusal =
+                            Ack::with_reason(ack.packet_id, ReasonCode::UNSPECIFIED_ERROR);
+                        push(
+                            write_buffer,
+                            &Packet::PubRec(refusal),
+                            self.version,
+                            metrics,
+                            self.client_limit,
+                        );
+                    } else {
+                        close = true;
+                    }
+                }
+                Held::Packet(packet) => push(
+                    write_buffer,
+                    &packet,
+                    self.version,
+                    metrics,
+                    self.client_limit,
+                ),
+                Held::Deliver { route, message } => {
+                    broker.deliver_route(route, message, now());
+                }
+            }
+        }
+        if close {
+            Err(Close::protocol(ReasonCode::UNSPECIFIED_ERROR))
         } else {
             Ok(())
         }
@@ -843,10 +1029,16 @@ impl Connection {
         }
     }
 
+    /// Whether output must be held: behind a barrier in this pass, or behind
+    /// passes still waiting for the store.
+    fn holding(&self) -> bool {
+        self.barrier || !self.pending.is_empty()
+    }
+
     /// Sends a packet: into the write buffer, or behind the barrier if output is
     /// being held for durable records.
     fn emit(&mut self, write_buffer: &mut BytesMut, packet: Packet) {
-        if self.barrier {
+        if self.holding() {
             self.held.push(Held::Packet(packet));
         } else {
             push(
@@ -1130,7 +1322,7 @@ impl Connection {
                 self.barrier = true;
             }
         }
-        let message = message_from_publish(publish, broker.next_message_id(), now());
+        let mut message = message_from_publish(publish, broker.next_message_id(), now());
         let route = broker.route(Some(self.entry.key()), &message);
         let quota_exceeded = route.quota_exceeded() && qos != QoS::AtMostOnce;
         let code = if !self.version.is_v5() {
@@ -1165,10 +1357,15 @@ impl Connection {
         // A message that must survive a crash is acknowledged and delivered only
         // once it is on disk; anything after it on this connection waits too, so
         // acknowledgements stay in order ([MQTT-4.6.0-2]).
+        let staged = self.records.len();
         if broker.stage_publish(&route, &message, &mut self.records) {
             self.barrier = true;
+            switchboard_broker::persist::share_stored_payload(
+                &mut message,
+                self.records.get(staged..).unwrap_or_default(),
+            );
         }
-        if self.barrier {
+        if self.holding() {
             self.held.push(Held::Deliver { route, message });
         } else {
             broker.deliver_route(route, message, now());
@@ -1186,6 +1383,22 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// The outcome of the oldest pending pass's batch. Cancel-safe: the ticket
+/// stays in the queue until the caller pops it after `Ready`. A pass without
+/// a ticket of its own is ready as soon as it is the oldest; with nothing
+/// pending this never completes.
+async fn oldest_ticket(pending: &mut VecDeque<PendingPass>) -> Result<u64, StoreError> {
+    std::future::poll_fn(|context| match pending.front_mut() {
+        Some(PendingPass {
+            ticket: Some(ticket),
+            ..
+        }) => ticket.poll_result(context),
+        Some(_) => Poll::Ready(Ok(0)),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -683,12 +683,11 @@ fn open_broker(options: &ServerOptions, now: std::time::Instant) -> Result<Broke
     config.sync = sync;
     config.fault_injector = options.store_fault_injector.clone();
     let started = std::time::Instant::now();
-    let (store, recovered) =
+    let (store, report) =
         switchboard_broker::Store::open(config, now).map_err(|source| ServerError::Store {
             dir: data_dir.clone(),
             source,
         })?;
-    let report = &recovered.report;
     for damage in &report.damaged {
         tracing::error!(
             file = %damage.file.display(),
@@ -701,8 +700,7 @@ fn open_broker(options: &ServerOptions, now: std::time::Instant) -> Result<Broke
     if let Some(torn) = &report.torn_tail {
         tracing::info!(file = %torn.file.display(), offset = torn.offset, "dropped an incomplete last write (never acknowledged)");
     }
-    let (broker, summary) =
-        Broker::with_store(options.broker.clone(), now, store, &recovered.state);
+    let (broker, summary) = Broker::with_store(options.broker.clone(), now, store);
     switchboard_broker::Metrics::add(
         &broker.metrics().store_damaged_regions,
         report.damaged.len() as u64,

@@ -26,7 +26,7 @@ use switchboard_broker::Metrics;
 use switchboard_codec::{
     Ack, Connect, Packet, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions, Will,
 };
-use switchboard_server::{ListenerKind, ListenerOptions, RunningServer, ServerOptions};
+use switchboard_server::{Durability, ListenerKind, ListenerOptions, RunningServer, ServerOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -423,6 +423,56 @@ async fn another_user_does_not_inherit_a_session() {
     let mut bob = RawClient::tcp(addr(&setup.server), V4).await;
     let connack = bob.connect(persistent("bob", "builder", false)).await;
     assert!(connack.session_present);
+}
+
+#[tokio::test]
+async fn another_user_does_not_inherit_a_session_after_a_restart() {
+    // The owner is on disk with the session (`Record::SessionOwner`): a restart
+    // must not hand a session to the first client that names its client id.
+    let data = tempfile::tempdir().unwrap();
+    let durable = |options: &mut ServerOptions| {
+        options.durability = Durability::Sync {
+            data_dir: data.path().to_path_buf(),
+        };
+    };
+    let setup = start_with(Some(ACL), durable).await;
+    let persistent = |client_id: &str, user: &str, password: &str| {
+        let mut connect = credentials(V4, client_id, Some(user), Some(password));
+        connect.clean_start = false;
+        connect
+    };
+    for client_id in ["shared-id", "alice-own"] {
+        let mut alice = RawClient::tcp(addr(&setup.server), V4).await;
+        let connack = alice
+            .connect(persistent(client_id, "alice", "wonderland"))
+            .await;
+        assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+        alice
+            .subscribe_granted(1, "public/#", QoS::AtLeastOnce)
+            .await;
+        drop(alice);
+        wait_until(|| session_connected(&setup.server, client_id) == Some(false)).await;
+    }
+    setup.server.shutdown().await;
+    let mut options = support::options();
+    options.auth = setup.auth.clone();
+    durable(&mut options);
+    let server = start(options).await;
+
+    // bob names alice's client id: a new session, not hers.
+    let mut bob = RawClient::tcp(addr(&server), V4).await;
+    let connack = bob.connect(persistent("shared-id", "bob", "builder")).await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert!(!connack.session_present);
+    drop(bob);
+    // alice's other session comes back for alice.
+    let mut alice = RawClient::tcp(addr(&server), V4).await;
+    let connack = alice
+        .connect(persistent("alice-own", "alice", "wonderland"))
+        .await;
+    assert!(connack.session_present);
+    drop(alice);
+    server.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------

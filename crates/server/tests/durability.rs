@@ -527,6 +527,39 @@ async fn an_inbound_qos2_message_is_routed_once_across_a_restart() {
     }
 }
 
+#[tokio::test]
+async fn a_retained_message_dropped_on_subscribe_does_not_come_back_after_a_restart() {
+    // Retained messages sent on SUBSCRIBE to a persistent session are staged
+    // (`Enqueue`) with the SUBACK's batch. One the full queue drops must be
+    // taken back after that Enqueue in the log, not before it, or a restart
+    // would queue it again although the session never had it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = durable_options(dir.path(), None);
+    options.broker.max_queued_messages = 1;
+    let server = start(options.clone()).await;
+    let mut publisher = connected_tcp(&server, V5, "retainer").await;
+    for (packet_id, topic) in [(1, "r/1"), (2, "r/2")] {
+        let mut retained = message(topic, QoS::AtLeastOnce, packet_id, topic);
+        retained.retain = true;
+        publish_qos1(&mut publisher, retained).await;
+    }
+    drop(publisher);
+    let mut subscriber = connect_persistent(&server, V5, "late", false).await;
+    subscriber
+        .subscribe_granted(1, "r/#", QoS::AtLeastOnce)
+        .await;
+    // One of the two (in the retained store's order); the other was dropped.
+    receive_acking(&mut subscriber, 1).await;
+    expect_only_marker(&mut subscriber, "r/marker").await;
+    disconnect(subscriber).await;
+
+    server.shutdown().await;
+    let server = start(options).await;
+    let mut subscriber = connect_persistent(&server, V5, "late", true).await;
+    expect_only_marker(&mut subscriber, "r/marker").await;
+    server.shutdown().await;
+}
+
 // ----- crash: the copy a kill -9 would leave, taken when the client is answered ---
 
 /// With the commit thread held (after `hold_writes` and an action that makes the
@@ -603,6 +636,64 @@ async fn a_publish_is_on_disk_before_its_puback_and_pubrec() {
         assert_eq!(payloads(&received), ["acknowledged"], "{qos:?}");
         crashed.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_connection_reads_on_while_its_batch_is_written_and_answers_in_order() {
+    // A pass whose batch is being written does not stop the connection: it
+    // reads and stages what follows (so one fsync can carry several of its
+    // passes), but holds every later answer and delivery, even of a message
+    // that need not be kept, until the earlier batch is durable
+    // ([MQTT-4.6.0-2]: PUBACKs in the order the PUBLISHes came).
+    let dir = tempfile::tempdir().unwrap();
+    let injector = Arc::new(FaultInjector::new());
+    let server = start(durable_options(dir.path(), Some(injector.clone()))).await;
+    let mut keeper = connect_persistent(&server, V5, "keeper", false).await;
+    keeper
+        .subscribe_granted(1, "keep/#", QoS::AtLeastOnce)
+        .await;
+    disconnect(keeper).await;
+    let mut watcher = connected_tcp(&server, V5, "watcher").await;
+    watcher.subscribe_granted(1, "#", QoS::AtLeastOnce).await;
+    let mut publisher = connected_tcp(&server, V5, "pipeliner").await;
+    let received = || Metrics::get(&server.broker().metrics().messages_received);
+    let before = received();
+
+    injector.hold_writes();
+    publisher
+        .send(message("keep/a", QoS::AtLeastOnce, 1, "a"))
+        .await;
+    let waiting = injector.clone();
+    tokio::time::timeout(
+        GUARD,
+        tokio::task::spawn_blocking(move || waiting.wait_until_held()),
+    )
+    .await
+    .expect("nothing reached the commit thread")
+    .unwrap();
+    publisher
+        .send(message("free/n", QoS::AtLeastOnce, 2, "n"))
+        .await;
+    publisher
+        .send(message("keep/b", QoS::AtLeastOnce, 3, "b"))
+        .await;
+    // Read and handled while the first batch is still held...
+    wait_until(|| received() == before + 3).await;
+    // ...but nothing overtakes the held PUBACK and delivery.
+    assert_eq!(publisher.recv_within(EARLY_ANSWER_WINDOW).await, None);
+    assert_eq!(watcher.recv_within(Duration::ZERO).await, None);
+    injector.release_writes();
+    for packet_id in [1, 2, 3] {
+        let ack = publisher.expect_puback().await;
+        assert_eq!(ack.packet_id, packet_id);
+        assert!(ack.reason_code.0 < 0x80, "PUBACK {}", ack.reason_code);
+    }
+    let delivered = receive_acking(&mut watcher, 3).await;
+    assert_eq!(payloads(&delivered), ["a", "n", "b"]);
+    let mut keeper = connect_persistent(&server, V5, "keeper", true).await;
+    let kept = receive_acking(&mut keeper, 2).await;
+    assert_eq!(payloads(&kept), ["a", "b"]);
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -734,6 +825,97 @@ async fn a_full_disk_refuses_what_must_be_kept_and_other_traffic_continues() {
     expect_only_marker(&mut keeper, "disk/kept").await;
     assert!(injector.failures(FaultPoint::SegmentWrite) >= 1);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_outbound_qos2_send_is_taken_back_and_not_delivered_twice_after_a_crash() {
+    // The PUBLISH of a QoS 2 delivery waits for its `OutboundSent`. When that
+    // write fails the PUBLISH is never sent and the connection closes; the
+    // session must treat it as never sent (back in the queue, packet id
+    // free), as the log does. Otherwise it would resend it as an in-flight
+    // flow the log does not know, the release could not dequeue it, and a
+    // crash after PUBREL would deliver it twice.
+    let dir = tempfile::tempdir().unwrap();
+    let crash_dir = tempfile::tempdir().unwrap();
+    let injector = Arc::new(FaultInjector::new());
+    let server = start(durable_options(dir.path(), Some(injector.clone()))).await;
+    let narrow = |clean_start: bool| {
+        let mut connect = persistent(V5, "narrow", clean_start);
+        connect.properties.receive_maximum = Some(1);
+        connect
+    };
+    let (mut subscriber, _) = connect(&server, narrow(true)).await;
+    subscriber
+        .subscribe_granted(1, "q/#", QoS::ExactlyOnce)
+        .await;
+    let mut publisher = connected_tcp(&server, V5, "q-publisher").await;
+    publish_qos1(&mut publisher, message("q/1", QoS::AtLeastOnce, 1, "first")).await;
+    publish_qos2(
+        &mut publisher,
+        message("q/2", QoS::ExactlyOnce, 2, "second"),
+    )
+    .await;
+    // Receive Maximum 1: "first" is in flight, "second" waits in the queue.
+    let first = subscriber.expect_publish().await;
+    assert_eq!(&first.payload[..], b"first");
+
+    // The PUBACK frees the window; the write of the QoS 2 send fails.
+    injector.set(
+        FaultPoint::SegmentWrite,
+        Fault::new(std::io::ErrorKind::StorageFull),
+    );
+    subscriber
+        .send(Packet::PubAck(Ack::new(first.packet_id.unwrap())))
+        .await;
+    loop {
+        match subscriber.recv().await {
+            None => break,
+            Some(Packet::Disconnect(_)) => {}
+            Some(other) => panic!("nothing may be sent for a refused write, got {other:?}"),
+        }
+    }
+    injector.clear_all();
+
+    // The next connection sends it as new, and its release is durable.
+    let (mut subscriber, connack) = connect(&server, narrow(false)).await;
+    assert!(connack.session_present);
+    let second = subscriber.expect_publish().await;
+    assert_eq!(&second.payload[..], b"second");
+    assert!(!second.dup, "a send that never happened is not a resend");
+    let packet_id = second.packet_id.unwrap();
+    subscriber.send(Packet::PubRec(Ack::new(packet_id))).await;
+    assert_eq!(
+        subscriber.expect().await,
+        Packet::PubRel(Ack::new(packet_id))
+    );
+    // A crash now: what a restart finds is the release, not the message.
+    copy_data_dir(dir.path(), crash_dir.path()).unwrap();
+    drop(subscriber);
+    drop(publisher);
+    server.shutdown().await;
+
+    let crashed = start_durable(crash_dir.path()).await;
+    let (mut subscriber, connack) = connect(&crashed, narrow(false)).await;
+    assert!(connack.session_present);
+    loop {
+        match subscriber.expect().await {
+            // The PUBACK's bookkeeping was in a failed write (kept for the next
+            // checkpoint, which the crash came before): QoS 1 may come again.
+            Packet::Publish(again) if &again.payload[..] == b"first" => {
+                subscriber
+                    .send(Packet::PubAck(Ack::new(again.packet_id.unwrap())))
+                    .await;
+            }
+            Packet::PubRel(release) => {
+                assert_eq!(release.packet_id, packet_id);
+                break;
+            }
+            other => panic!("expected PUBREL after the crash, got {other:?}"),
+        }
+    }
+    subscriber.send(Packet::PubComp(Ack::new(packet_id))).await;
+    expect_only_marker(&mut subscriber, "q/marker").await;
+    crashed.shutdown().await;
 }
 
 #[tokio::test]

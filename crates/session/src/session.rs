@@ -11,7 +11,7 @@ use switchboard_codec::{
 };
 
 use crate::hash::PacketIdSet;
-use crate::inflight::{FlowState, InFlight};
+use crate::inflight::{Entry, FlowState, InFlight};
 use crate::journal::{Journal, JournalEvent};
 use crate::message::Delivery;
 
@@ -630,6 +630,44 @@ impl Session {
             }
             return Some(publish);
         }
+    }
+
+    /// Takes back a first send that never reached the client: the server
+    /// held the PUBLISH for a durable record and the store refused that
+    /// record, so the log still has the message queued and no flow for
+    /// `packet_id`. The session is put back the same way, as if the PUBLISH
+    /// had never been polled: the delivery returns to the head of the queue
+    /// (unsend several in reverse order of sending to keep their order), the
+    /// packet id is free and the quota unit is returned. It is sent again,
+    /// as new and journaled again, on the next poll. Without this, memory
+    /// would hold a flow the log does not, and a later PUBREC would release
+    /// a message the log still has queued: a restart would then deliver a
+    /// QoS 2 message twice.
+    ///
+    /// Returns false (and changes nothing) unless `packet_id` is a flow
+    /// still awaiting its first acknowledgement. Journal: nothing.
+    pub fn unsend(&mut self, packet_id: u16) -> bool {
+        if !matches!(
+            self.inflight.get(packet_id),
+            Some(Entry {
+                state: FlowState::Unacknowledged(_),
+                ..
+            })
+        ) {
+            return false;
+        }
+        let Some(entry) = self.inflight.remove(packet_id) else {
+            return false;
+        };
+        if entry.counted {
+            self.quota_used = self.quota_used.saturating_sub(1);
+        }
+        if let FlowState::Unacknowledged(delivery) = entry.state {
+            let size = delivery.message.size();
+            self.queued_bytes = self.queued_bytes.saturating_add(size);
+            self.queue.push_front(Queued { delivery, size });
+        }
+        true
     }
 
     /// The next deferred resend, if the window has room for it.

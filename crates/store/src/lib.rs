@@ -84,7 +84,11 @@
 //! it as one batch with one `write`, calls `sync_data`, applies the batch's
 //! records to the log's state, and then completes every ticket in it with the
 //! sequence number of its last record. Whatever arrives during that fsync
-//! forms the next batch, so under load each fsync carries many appends. With
+//! forms the next batch, so under load each fsync carries many appends. A
+//! batch made only of detached appends ([`Log::append_detached`]: nobody
+//! waits for them) is written but not fsynced on its own: the next batch
+//! with a waiter fsyncs it along (one fsync covers the file), or the commit
+//! thread does after [`DETACHED_SYNC_DELAY`] if none comes. With
 //! [`SyncMode::Periodic`] the state is updated and the tickets complete after
 //! the `write`, and the fsync happens on the interval instead (loss window on
 //! power failure: one interval; a process crash loses nothing written).
@@ -213,11 +217,11 @@ pub use histogram::{CommitStats, HistogramSnapshot, BATCH_RECORDS_BOUNDS, COMMIT
 pub use log::{
     Checkpoint, CheckpointReport, DiskUsage, Log, LogConfig, LogStats, SyncMode, Ticket,
     DEFAULT_CHECKPOINT_SLACK_BYTES, DEFAULT_MAX_BATCH_BYTES, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_SEGMENT_BYTES,
+    DEFAULT_SEGMENT_BYTES, DETACHED_SYNC_DELAY,
 };
 pub use record::{decode_publish, Record, RECORD_VERSION, STORED_PACKET_ID};
 pub use recovery::{Damage, Recovered, RecoveryReport, TornTail};
 pub use state::{
-    OutboundStage, Presence, QueueEntry, SessionState, State, StoredMessage, StoredWill,
-    Subscription,
+    OutboundStage, Presence, QueueEntry, SessionOwner, SessionState, State, StoredMessage,
+    StoredWill, Subscription,
 };

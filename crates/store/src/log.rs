@@ -27,11 +27,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,7 +46,7 @@ use crate::fault::{FaultInjector, FaultPoint};
 use crate::format::{self, frame_record, put_batch, MAX_BATCH_BODY};
 use crate::histogram::{CommitStats, Histogram, BATCH_RECORDS_BOUNDS, COMMIT_MICROS_BOUNDS};
 use crate::record::Record;
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::snapshot;
 use crate::state::State;
 
@@ -51,6 +54,15 @@ use crate::state::State;
 /// small enough that reclamation frees space in useful steps and recovery
 /// reads one segment into memory at a time.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// With [`SyncMode::Always`], how long a batch of detached appends only
+/// (bookkeeping nobody waits for) may stay written but unsynced when no batch
+/// with a waiter comes to fsync it first. A crash within it loses only such
+/// bookkeeping, as a crash between its write and its fsync always could
+/// (acknowledgements from clients: messages sent again after the restart).
+/// 5 ms: several fsyncs' worth on a fast disk, short next to any client's
+/// retry.
+pub const DETACHED_SYNC_DELAY: Duration = Duration::from_millis(5);
 /// 65,536 appends may wait for the commit thread. With the broker calling
 /// `append` once per acknowledged PUBLISH this is seconds of backlog even on
 /// a slow disk; beyond it, appends fail at once with
@@ -92,6 +104,8 @@ pub struct LogConfig {
     pub max_batch_bytes: usize,
     /// See [`Log::should_checkpoint`].
     pub checkpoint_slack_bytes: u64,
+    /// See [`DETACHED_SYNC_DELAY`].
+    pub detached_sync_delay: Duration,
     /// Test hook: see [`FaultInjector`].
     pub fault_injector: Option<Arc<FaultInjector>>,
 }
@@ -106,6 +120,7 @@ impl LogConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             checkpoint_slack_bytes: DEFAULT_CHECKPOINT_SLACK_BYTES,
+            detached_sync_delay: DETACHED_SYNC_DELAY,
             fault_injector: None,
         }
     }
@@ -132,6 +147,15 @@ impl Ticket {
         self.receiver
             .blocking_recv()
             .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Polls for the outcome, for a caller that keeps the ticket in a queue
+    /// and waits on it inside a `select!` (dropping the poll loses nothing).
+    /// Once it has returned `Ready` the ticket is spent: drop it.
+    pub fn poll_result(&mut self, context: &mut Context<'_>) -> Poll<Result<u64, StoreError>> {
+        Pin::new(&mut self.receiver)
+            .poll(context)
+            .map(|result| result.unwrap_or(Err(StoreError::Closed)))
     }
 
     /// The outcome if the batch has completed, without waiting.
@@ -311,8 +335,13 @@ impl Log {
     /// Locks the data directory, recovers its state (see the crate docs) and
     /// starts the commit thread. Fails only if another `Log` holds the
     /// directory ([`StoreError::Locked`]) or the directory is unusable;
-    /// damage is reported in [`Recovered::report`], never an error.
-    pub fn open(config: LogConfig) -> Result<(Log, Recovered), StoreError> {
+    /// damage is reported in the [`RecoveryReport`], never an error.
+    ///
+    /// The recovered state becomes the log's own state: read it with
+    /// [`Log::with_state`] (an owner rebuilding itself at start does so
+    /// before appending). It is not copied, so that a store of millions of
+    /// messages is not held twice while the owner rebuilds from it.
+    pub fn open(config: LogConfig) -> Result<(Log, RecoveryReport), StoreError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|error| StoreError::io("create", &dir, &error))?;
         let lock_path = dir.join("LOCK");
@@ -334,7 +363,8 @@ impl Log {
         }
 
         let opened = recovery::recover(&dir)?;
-        let needs_checkpoint = !opened.recovered.report.damaged.is_empty();
+        let Recovered { state, report } = opened.recovered;
+        let needs_checkpoint = !report.damaged.is_empty();
         let shared = Arc::new(Shared {
             needs_checkpoint: AtomicBool::new(needs_checkpoint),
             files: Mutex::new(Files {
@@ -349,7 +379,7 @@ impl Log {
             commit_micros: Histogram::new(COMMIT_MICROS_BOUNDS),
             batch_records: Histogram::new(BATCH_RECORDS_BOUNDS),
             batch_bytes: AtomicU64::new(0),
-            state: LogState(Mutex::new(opened.recovered.state.clone())),
+            state: LogState(Mutex::new(state)),
         });
         let queue_capacity = config.queue_capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(queue_capacity);
@@ -359,6 +389,7 @@ impl Log {
             next_sequence: opened.next_sequence,
             segment_bytes: config.segment_bytes.max(1),
             sync: config.sync,
+            detached_sync_delay: config.detached_sync_delay,
             max_batch_bytes: config.max_batch_bytes.clamp(1, MAX_BATCH_BODY),
             shared: Arc::clone(&shared),
             fault: config.fault_injector.clone(),
@@ -380,7 +411,7 @@ impl Log {
             fault: config.fault_injector,
             _lock_file: lock_file,
         };
-        Ok((log, opened.recovered))
+        Ok((log, report))
     }
 
     /// The data directory.
@@ -800,6 +831,7 @@ struct Writer {
     shared: Arc<Shared>,
     fault: Option<Arc<FaultInjector>>,
     last_sync: Instant,
+    detached_sync_delay: Duration,
     /// Reused for every batch: header plus bodies, written with one `write`.
     buffer: Vec<u8>,
 }
@@ -851,13 +883,14 @@ impl Writer {
         }
     }
 
-    /// Waits for the next command; with [`SyncMode::Periodic`] and unsynced
-    /// data, wakes up to fsync on time. `None` when every sender is gone.
+    /// Waits for the next command; with unsynced data, wakes up to fsync on
+    /// time (see [`Writer::sync_interval`]). `None` when every sender is gone.
     fn next_command(&mut self, receiver: &Receiver<Command>) -> Option<Command> {
         loop {
-            let deadline = match self.sync {
-                SyncMode::Periodic(interval) if self.is_dirty() => Some(self.last_sync + interval),
-                _ => None,
+            let deadline = if self.is_dirty() {
+                Some(self.last_sync + self.sync_interval())
+            } else {
+                None
             };
             let Some(deadline) = deadline else {
                 return receiver.recv().ok();
@@ -879,11 +912,20 @@ impl Writer {
             .is_some_and(|segment| segment.committed > segment.synced)
     }
 
+    /// How long written data may stay unsynced after the last fsync: the
+    /// interval with [`SyncMode::Periodic`]; with [`SyncMode::Always`],
+    /// [`LogConfig::detached_sync_delay`] for batches of detached appends only (every
+    /// other batch is fsynced before its tickets complete).
+    fn sync_interval(&self) -> Duration {
+        match self.sync {
+            SyncMode::Periodic(interval) => interval,
+            SyncMode::Always => self.detached_sync_delay,
+        }
+    }
+
     fn sync_if_due(&mut self) {
-        if let SyncMode::Periodic(interval) = self.sync {
-            if self.is_dirty() && self.last_sync.elapsed() >= interval {
-                let _ = self.sync_now();
-            }
+        if self.is_dirty() && self.last_sync.elapsed() >= self.sync_interval() {
+            let _ = self.sync_now();
         }
     }
 
@@ -922,8 +964,13 @@ impl Writer {
         let bodies: Vec<&[u8]> = appends.iter().map(|append| &append.body[..]).collect();
         put_batch(&mut self.buffer, first, count, &bodies);
 
+        // Nobody waits for detached appends: with `SyncMode::Always` a batch
+        // of only those is written now and fsynced with the next batch that
+        // has a waiter (one fsync covers the whole file), or after
+        // `DETACHED_SYNC_DELAY`, so bookkeeping costs no fsync of its own.
+        let wanted = appends.iter().any(|append| !append.detached);
         let started = Instant::now();
-        if let Err(error) = self.write_and_sync() {
+        if let Err(error) = self.write_and_sync(wanted) {
             // The failed batch's sequence numbers are not reused: its bytes
             // may have reached the disk if removing them failed.
             self.next_sequence = after;
@@ -1024,10 +1071,10 @@ impl Writer {
 
     /// Writes the buffer with one `write` and, with [`SyncMode::Always`],
     /// fsyncs. On failure the segment is given up (see `give_up_segment`).
-    fn write_and_sync(&mut self) -> Result<(), StoreError> {
+    fn write_and_sync(&mut self, sync_wanted: bool) -> Result<(), StoreError> {
         let fault = self.fault.clone();
         let injected = |point| fault.as_ref().and_then(|fault| fault.check(point));
-        let always = self.sync == SyncMode::Always;
+        let always = self.sync == SyncMode::Always && sync_wanted;
         let Some(segment) = self.segment.as_mut() else {
             return Err(StoreError::Closed);
         };

@@ -52,6 +52,17 @@ pub enum Record {
         protocol_level: u8,
         session_expiry_secs: u32,
     },
+    /// Who the session belongs to, written with every `SessionUpsert`: the
+    /// user name its client connected with (`None`: none). A client id
+    /// reused by another user must not inherit the session after a restart
+    /// either.
+    SessionOwner {
+        client_id: String,
+        /// The authentication realm (a listener with its own password file
+        /// or ACL has its own; 0 is the server-wide one).
+        realm: u32,
+        user: Option<String>,
+    },
     /// The session's connection ended; the session lives until
     /// `expires_at_ms` (unix milliseconds; `None` = never expires).
     SessionDetached {
@@ -118,6 +129,14 @@ pub enum Record {
         client_id: String,
         packet_id: u16,
     },
+    /// A flow that ended with its message leaving the queue: the same as
+    /// `OutboundComplete` then `Dequeue` (the order of their effects), in one
+    /// record, since every delivery the client acknowledges needs both.
+    OutboundDone {
+        client_id: String,
+        packet_id: u16,
+        message_id: u64,
+    },
     /// A QoS 2 PUBLISH from the client was acknowledged with PUBREC; its
     /// packet id is held until PUBREL (exactly-once deduplication).
     InboundQos2 {
@@ -172,6 +191,8 @@ mod tag {
     pub(super) const RETAIN_CLEAR: u8 = 15;
     pub(super) const WILL: u8 = 16;
     pub(super) const WILL_CLEAR: u8 = 17;
+    pub(super) const SESSION_OWNER: u8 = 18;
+    pub(super) const OUTBOUND_DONE: u8 = 19;
 }
 
 impl Record {
@@ -221,6 +242,22 @@ impl Record {
                 put_str(out, client_id);
                 out.put_u8(*protocol_level);
                 put_varint(out, u64::from(*session_expiry_secs));
+            }
+            Record::SessionOwner {
+                client_id,
+                realm,
+                user,
+            } => {
+                out.put_u8(tag::SESSION_OWNER);
+                put_str(out, client_id);
+                out.put_u32(*realm);
+                match user {
+                    None => out.put_u8(0),
+                    Some(user) => {
+                        out.put_u8(1);
+                        put_str(out, user);
+                    }
+                }
             }
             Record::SessionDetached {
                 client_id,
@@ -319,6 +356,16 @@ impl Record {
                 out.put_u8(tag::OUTBOUND_COMPLETE);
                 put_str(out, client_id);
                 put_varint(out, u64::from(*packet_id));
+            }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                out.put_u8(tag::OUTBOUND_DONE);
+                put_str(out, client_id);
+                put_varint(out, u64::from(*packet_id));
+                put_varint(out, *message_id);
             }
             Record::InboundQos2 {
                 client_id,
@@ -420,6 +467,15 @@ impl Record {
                 protocol_level: reader.u8("protocol_level")?,
                 session_expiry_secs: reader.u32("session_expiry_secs")?,
             },
+            tag::SESSION_OWNER => Record::SessionOwner {
+                client_id: reader.string("client_id")?,
+                realm: reader.u32("realm")?,
+                user: if reader.bool("user")? {
+                    Some(reader.string("user")?)
+                } else {
+                    None
+                },
+            },
             tag::SESSION_DETACHED => Record::SessionDetached {
                 client_id: reader.string("client_id")?,
                 expires_at_ms: reader.opt_u64("expires_at_ms")?,
@@ -493,6 +549,11 @@ impl Record {
                 client_id: reader.string("client_id")?,
                 packet_id: reader.u16("packet_id")?,
             },
+            tag::OUTBOUND_DONE => Record::OutboundDone {
+                client_id: reader.string("client_id")?,
+                packet_id: reader.u16("packet_id")?,
+                message_id: reader.varint("message_id")?,
+            },
             tag::INBOUND_QOS2 => Record::InboundQos2 {
                 client_id: reader.string("client_id")?,
                 packet_id: reader.u16("packet_id")?,
@@ -531,6 +592,7 @@ impl Record {
     pub fn client_id(&self) -> Option<&str> {
         match self {
             Record::SessionUpsert { client_id, .. }
+            | Record::SessionOwner { client_id, .. }
             | Record::SessionDetached { client_id, .. }
             | Record::SessionEnd { client_id }
             | Record::Subscribe { client_id, .. }
@@ -540,6 +602,7 @@ impl Record {
             | Record::OutboundSent { client_id, .. }
             | Record::OutboundReleased { client_id, .. }
             | Record::OutboundComplete { client_id, .. }
+            | Record::OutboundDone { client_id, .. }
             | Record::InboundQos2 { client_id, .. }
             | Record::InboundReleased { client_id, .. }
             | Record::Will { client_id, .. }
@@ -565,14 +628,17 @@ fn encode_publish(publish: &Publish) -> Result<Bytes, RecordError> {
 
 /// Decodes the stored form of a message or will back into a [`Publish`].
 ///
-/// The payload and binary properties of the result are views into one fresh
-/// copy of `bytes` of exactly the packet's size, so keeping them pins nothing
-/// else. For QoS 1/2 the packet id is the placeholder [`STORED_PACKET_ID`].
-pub fn decode_publish(bytes: &[u8]) -> Result<Publish, RecordError> {
-    let mut buffer = BytesMut::from(bytes);
+/// The payload and binary properties of the result are views into `bytes`
+/// itself, not a copy: a message the broker restores at start shares its
+/// memory with the log's state, so a million queued messages are held once,
+/// not twice. The store keeps each message in a buffer of exactly its size
+/// (records decode into fresh exact-size buffers, see [`Record::decode`]), so
+/// keeping the views pins nothing else. For QoS 1/2 the packet id is the
+/// placeholder [`STORED_PACKET_ID`].
+pub fn decode_publish(bytes: &Bytes) -> Result<Publish, RecordError> {
     let mut decoder = Decoder::client(ProtocolVersion::V5, u32::MAX);
-    match decoder.decode(&mut buffer)? {
-        Some(Packet::Publish(publish)) if buffer.is_empty() => Ok(publish),
+    match decoder.decode_shared(bytes)? {
+        Some((Packet::Publish(publish), length)) if length == bytes.len() => Ok(publish),
         _ => Err(RecordError::NotAPublish),
     }
 }
@@ -735,6 +801,9 @@ mod tests {
             panic!("not a message");
         };
         let decoded = decode_publish(stored).unwrap();
+        // The payload is a view into the stored form, not a copy of it.
+        let stored_range = stored.as_ptr_range();
+        assert!(stored_range.contains(&decoded.payload.as_ptr()));
         assert!(!decoded.dup);
         assert_eq!(decoded.packet_id, Some(STORED_PACKET_ID));
         assert_eq!(decoded.properties.topic_alias, None);
@@ -767,7 +836,7 @@ mod tests {
     #[test]
     fn decode_publish_refuses_other_packets_and_trailing_bytes() {
         assert_eq!(
-            decode_publish(b"\xd0\x00").unwrap_err(),
+            decode_publish(&Bytes::from_static(b"\xd0\x00")).unwrap_err(),
             RecordError::NotAPublish
         );
         let Record::Message {
@@ -778,8 +847,8 @@ mod tests {
         };
         let mut longer = stored.to_vec();
         longer.push(0);
-        assert!(decode_publish(&longer).is_err());
-        assert!(decode_publish(&stored[..stored.len() - 1]).is_err());
+        assert!(decode_publish(&Bytes::from(longer)).is_err());
+        assert!(decode_publish(&stored.slice(..stored.len() - 1)).is_err());
     }
 
     #[test]
@@ -872,6 +941,13 @@ mod tests {
                 }
             }),
             text().prop_map(|client_id| Record::SessionEnd { client_id }),
+            (text(), any::<u32>(), proptest::option::of(text())).prop_map(
+                |(client_id, realm, user)| Record::SessionOwner {
+                    client_id,
+                    realm,
+                    user
+                }
+            ),
             (text(), text(), any::<u8>(), any::<Option<u32>>()).prop_map(
                 |(client_id, filter, options, identifier)| Record::Subscribe {
                     client_id,
@@ -935,6 +1011,13 @@ mod tests {
                 client_id,
                 packet_id
             }),
+            (text(), any::<u16>(), any::<u64>()).prop_map(|(client_id, packet_id, message_id)| {
+                Record::OutboundDone {
+                    client_id,
+                    packet_id,
+                    message_id,
+                }
+            }),
             (text(), any::<u16>()).prop_map(|(client_id, packet_id)| Record::InboundQos2 {
                 client_id,
                 packet_id
@@ -967,7 +1050,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = Record::decode(&garbage);
-            let _ = decode_publish(&garbage);
+            let _ = decode_publish(&Bytes::from(garbage));
         }
 
         #[test]

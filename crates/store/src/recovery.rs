@@ -12,7 +12,8 @@ use crate::format::{self, find_next_batch, parse_batch, Parsed, BATCH_HEADER_LEN
 use crate::snapshot;
 use crate::state::{Replay, State};
 
-/// What [`Log::open`](crate::Log::open) found and rebuilt.
+/// What recovery found and rebuilt. [`Log::open`](crate::Log::open) keeps
+/// the state as the log's own and returns the report.
 #[derive(Debug)]
 pub struct Recovered {
     /// The state as of the last batch found on disk.

@@ -15,6 +15,7 @@
 //! | record | effect |
 //! |---|---|
 //! | `SessionUpsert` | creates the session, or updates level and expiry of an existing one (keeping subscriptions, queue, in-flight); marks it connected |
+//! | `SessionOwner` | sets the session's owner (the user name it connected with, or none) |
 //! | `SessionDetached` | marks the session detached with that expiry deadline |
 //! | `SessionEnd` | removes the session, everything in it, and the client's will |
 //! | `Subscribe` / `Unsubscribe` | sets / removes the filter's subscription |
@@ -24,6 +25,7 @@
 //! | `OutboundSent` | puts the packet id last in the outbound order, awaiting PUBACK/PUBREC for the message (unchanged if already exactly so) |
 //! | `OutboundReleased` | puts the packet id last, in the PUBREL stage (creating it if unknown); the message is no longer referenced by it |
 //! | `OutboundComplete` | frees the packet id |
+//! | `OutboundDone` | `OutboundComplete` then `Dequeue`, in one record |
 //! | `InboundQos2` / `InboundReleased` | holds / frees an inbound QoS 2 packet id |
 //! | `Retain` / `RetainClear` | sets / clears the topic's retained message |
 //! | `Will` / `WillClear` | sets / clears the client's pending will |
@@ -63,6 +65,7 @@
 //!   to start the id counter above [`State::max_message_id`] and never reuse.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
 
@@ -97,6 +100,17 @@ pub struct QueueEntry {
     pub shared_filter: Option<String>,
 }
 
+/// The user a session belongs to (see [`Record::SessionOwner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// Not recorded: written before owners were, or no `SessionOwner` yet.
+    Unknown,
+    /// Connected without a user name, in this authentication realm.
+    Anonymous { realm: u32 },
+    /// Connected as this user of this authentication realm.
+    User { realm: u32, name: String },
+}
+
 /// The stage of an outbound QoS 1/2 delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundStage {
@@ -128,6 +142,7 @@ pub struct SessionState {
     protocol_level: u8,
     session_expiry_secs: u32,
     presence: Presence,
+    owner: SessionOwner,
     subscriptions: BTreeMap<String, Subscription>,
     queue: Ordered<u64, QueueEntry>,
     outbound: Ordered<u16, OutboundStage>,
@@ -140,6 +155,7 @@ impl SessionState {
             protocol_level,
             session_expiry_secs,
             presence: Presence::Connected,
+            owner: SessionOwner::Unknown,
             subscriptions: BTreeMap::new(),
             queue: Ordered::default(),
             outbound: Ordered::default(),
@@ -158,6 +174,11 @@ impl SessionState {
 
     pub fn presence(&self) -> Presence {
         self.presence
+    }
+
+    /// Who the session belongs to.
+    pub fn owner(&self) -> &SessionOwner {
+        &self.owner
     }
 
     /// Subscriptions by topic filter (`$share/...` filters included).
@@ -317,6 +338,21 @@ impl State {
                     );
                 }
             },
+            Record::SessionOwner {
+                client_id,
+                realm,
+                user,
+            } => {
+                if let Some(session) = self.sessions.get_mut(client_id) {
+                    session.owner = match user {
+                        Some(user) => SessionOwner::User {
+                            realm: *realm,
+                            name: user.clone(),
+                        },
+                        None => SessionOwner::Anonymous { realm: *realm },
+                    };
+                }
+            }
             Record::SessionDetached {
                 client_id,
                 expires_at_ms,
@@ -459,6 +495,25 @@ impl State {
                     .and_then(|session| session.outbound.remove(packet_id));
                 if let Some(old) = previous.and_then(OutboundStage::message_id) {
                     self.release(old);
+                }
+            }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                let (previous, removed) = match self.sessions.get_mut(client_id) {
+                    Some(session) => (
+                        session.outbound.remove(packet_id),
+                        session.queue.remove(message_id),
+                    ),
+                    None => (None, None),
+                };
+                if let Some(old) = previous.and_then(OutboundStage::message_id) {
+                    self.release(old);
+                }
+                if removed.is_some() {
+                    self.release(*message_id);
                 }
             }
             Record::InboundQos2 {
@@ -656,6 +711,15 @@ impl<'a> Replay<'a> {
                 self.touched_outbound
                     .insert((client_id.clone(), *packet_id));
             }
+            Record::OutboundDone {
+                client_id,
+                packet_id,
+                message_id,
+            } => {
+                self.touched_outbound
+                    .insert((client_id.clone(), *packet_id));
+                self.touched_queue.insert((client_id.clone(), *message_id));
+            }
             _ => {}
         }
         self.state.apply(record);
@@ -721,6 +785,19 @@ fn session_records<'a>(
         protocol_level: session.protocol_level,
         session_expiry_secs: session.session_expiry_secs,
     });
+    let owner = match &session.owner {
+        SessionOwner::Unknown => None,
+        SessionOwner::Anonymous { realm } => Some(Record::SessionOwner {
+            client_id: client_id.to_owned(),
+            realm: *realm,
+            user: None,
+        }),
+        SessionOwner::User { realm, name } => Some(Record::SessionOwner {
+            client_id: client_id.to_owned(),
+            realm: *realm,
+            user: Some(name.clone()),
+        }),
+    };
     let detached = match session.presence {
         Presence::Connected => None,
         Presence::Detached { expires_at_ms } => Some(Record::SessionDetached {
@@ -767,11 +844,48 @@ fn session_records<'a>(
             packet_id: *packet_id,
         });
     upsert
+        .chain(owner)
         .chain(detached)
         .chain(subscriptions)
         .chain(queue)
         .chain(outbound)
         .chain(inbound)
+}
+
+/// 2^64 / golden ratio, odd: multiplying by it is a bijection that mixes low
+/// input bits into the high ones `hashbrown` takes its control byte from.
+const FIBONACCI_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Hashes the integer keys of [`Ordered`] (message ids, packet ids) with one
+/// multiplication. SipHash, the std default, resists floods of chosen keys;
+/// these keys are chosen by the broker (ids it assigns), and the commit
+/// thread looks them up for every record it applies, and the default costs
+/// a measurable share of its time.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher {
+    hash: u64,
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by integer keys; kept correct for any other key type.
+        for &byte in bytes {
+            self.hash =
+                (self.hash.rotate_left(8) ^ u64::from(byte)).wrapping_mul(FIBONACCI_MULTIPLIER);
+        }
+    }
+
+    fn write_u16(&mut self, value: u16) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.hash = (value ^ self.hash).wrapping_mul(FIBONACCI_MULTIPLIER);
+    }
 }
 
 /// A map that remembers insertion order: the session queue (by message id)
@@ -782,7 +896,7 @@ fn session_records<'a>(
 struct Ordered<K, V> {
     next_position: u64,
     by_position: BTreeMap<u64, (K, V)>,
-    position: HashMap<K, u64>,
+    position: HashMap<K, u64, BuildHasherDefault<IdHasher>>,
 }
 
 impl<K, V> Default for Ordered<K, V> {
@@ -790,7 +904,7 @@ impl<K, V> Default for Ordered<K, V> {
         Ordered {
             next_position: 0,
             by_position: BTreeMap::new(),
-            position: HashMap::new(),
+            position: HashMap::default(),
         }
     }
 }

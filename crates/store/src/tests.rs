@@ -27,8 +27,11 @@ fn with_faults(dir: &Path) -> (LogConfig, Arc<FaultInjector>) {
     (config, fault)
 }
 
+/// Opens the log, with a copy of its recovered state to compare.
 fn open(config: LogConfig) -> (Log, Recovered) {
-    Log::open(config).unwrap()
+    let (log, report) = Log::open(config).unwrap();
+    let state = log.with_state(State::clone);
+    (log, Recovered { state, report })
 }
 
 fn publish(topic: &str, payload_len: usize) -> Publish {
@@ -183,6 +186,46 @@ fn appends_waiting_during_a_write_form_one_batch() {
     assert_eq!(stats.records, 101);
     drop(log);
     assert_eq!(batches(&segments(dir.path())[0]).len(), 2);
+}
+
+#[test]
+fn a_batch_of_detached_appends_is_fsynced_with_the_next_batch_that_has_a_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let without_waiter = tempfile::tempdir().unwrap();
+    let with_waiter = tempfile::tempdir().unwrap();
+    let (mut config, fault) = with_faults(dir.path());
+    config.detached_sync_delay = Duration::from_secs(3600);
+    let (log, _) = open(config);
+    let mut truth = State::new();
+    commit(&log, &mut truth, session("c"));
+    assert_eq!(log.stats().syncs, 1);
+    let mut bookkeeping = truth.clone();
+    // A batch of detached appends only: written, not fsynced on its own.
+    fault.hold_writes();
+    log.append_detached(queued("c", 1, 10));
+    fault.wait_until_held();
+    fault.release_writes();
+    // An empty append completes after the commands before it are done.
+    log.append(Vec::new()).wait_blocking().unwrap();
+    for record in queued("c", 1, 10) {
+        bookkeeping.apply(&record);
+    }
+    let stats = log.stats();
+    assert_eq!((stats.batches, stats.syncs), (2, 1));
+    fault
+        .power_loss_copy(dir.path(), without_waiter.path(), 0)
+        .unwrap();
+    let (_copy, recovered) = open(LogConfig::new(without_waiter.path()));
+    assert_eq!(recovered.state, truth);
+    // The next batch with a waiter fsyncs it along: one fsync for both.
+    commit(&log, &mut bookkeeping, queued("c", 2, 10));
+    assert_eq!(log.stats().syncs, 2);
+    fault
+        .power_loss_copy(dir.path(), with_waiter.path(), 0)
+        .unwrap();
+    let (_copy, recovered) = open(LogConfig::new(with_waiter.path()));
+    assert_eq!(recovered.state, bookkeeping);
+    drop(log);
 }
 
 #[test]
@@ -920,4 +963,38 @@ fn checkpoints_of_the_state_between_appends_recover_exactly() {
         queue_ids(&recovered.state, "c"),
         vec![1, 3, 4, 6, 7, 9, 10, 12]
     );
+}
+
+#[test]
+fn outbound_done_is_outbound_complete_then_dequeue() {
+    let mut records = session("c");
+    records.extend(queued("c", 1, 10));
+    records.push(Record::OutboundSent {
+        client_id: "c".into(),
+        message_id: 1,
+        packet_id: 4,
+    });
+    let mut two = State::new();
+    let mut one = State::new();
+    for record in &records {
+        two.apply(record);
+        one.apply(record);
+    }
+    two.apply(&Record::OutboundComplete {
+        client_id: "c".into(),
+        packet_id: 4,
+    });
+    two.apply(&Record::Dequeue {
+        client_id: "c".into(),
+        message_id: 1,
+    });
+    one.apply(&Record::OutboundDone {
+        client_id: "c".into(),
+        packet_id: 4,
+        message_id: 1,
+    });
+    assert_eq!(one, two);
+    // The message had no other reference: it is gone.
+    assert!(one.messages().is_empty());
+    assert_eq!(one.session("c").unwrap().outbound().count(), 0);
 }

@@ -1477,3 +1477,32 @@ fn error_messages_name_the_spec_statement() {
     // Small enough to pass around by value.
     assert!(std::mem::size_of::<DecodeError>() <= 24);
 }
+
+#[test]
+fn decode_shared_views_the_packet_it_is_given() {
+    // PUBLISH QoS 1, topic "a/b", packet id 7, no properties, payload "hello".
+    let bytes = Bytes::from(frame(
+        0x32,
+        &cat(&[&string("a/b"), &[0, 7], &[0], b"hello"]),
+    ));
+    let mut decoder = Decoder::client(V5, MAX);
+    let (packet, length) = decoder.decode_shared(&bytes).unwrap().unwrap();
+    assert_eq!(length, bytes.len());
+    assert_eq!(Ok(packet.clone()), decode(V5, &bytes));
+    let Packet::Publish(publish) = packet else {
+        panic!("not a PUBLISH");
+    };
+    // Not a copy: the payload lies inside the given bytes.
+    assert!(bytes.as_ptr_range().contains(&publish.payload.as_ptr()));
+    // Too short for the packet it starts: need more, not an error.
+    let short = bytes.slice(..bytes.len() - 1);
+    assert_eq!(decoder.decode_shared(&short), Ok(None));
+    // Trailing bytes are left to the caller, who is told the length.
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    let (_, length) = decoder
+        .decode_shared(&Bytes::from(longer))
+        .unwrap()
+        .unwrap();
+    assert_eq!(length, bytes.len());
+}

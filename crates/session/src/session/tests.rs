@@ -1119,3 +1119,51 @@ fn drop_counts_list_only_non_zero_reasons() {
     assert_eq!(counts.total(), 3);
     assert_eq!(DropReason::Expired.as_str(), "expired");
 }
+
+// ---- a send the server could not make durable ----
+
+#[test]
+fn an_unsent_publish_goes_back_to_the_head_of_the_queue_as_if_never_polled() {
+    let now = Instant::now();
+    let mut session = attached(2);
+    enqueue(&mut session, delivery("a", QoS::ExactlyOnce), now);
+    enqueue(&mut session, delivery("b", QoS::AtLeastOnce), now);
+    enqueue(&mut session, delivery("c", QoS::AtLeastOnce), now);
+    let first = poll(&mut session, now);
+    let second = poll(&mut session, now);
+    // The window (2) is full.
+    assert!(session.poll_publish(now).is_none());
+    // Both were refused by the store: taken back in reverse order.
+    assert!(session.unsend(second.packet_id.unwrap()));
+    assert!(session.unsend(first.packet_id.unwrap()));
+    assert_eq!(session.inflight_len(), 0);
+    assert_eq!(session.queued_len(), 3);
+    // A PUBREC for the id is now unknown: the flow is gone.
+    assert!(session
+        .handle_pubrec(&Ack::new(first.packet_id.unwrap()))
+        .is_err());
+    // Sent again in the original order, as new (no DUP), window restored.
+    let again: Vec<Publish> = (0..2).map(|_| poll(&mut session, now)).collect();
+    assert_eq!(again[0].topic, "a");
+    assert_eq!(again[1].topic, "b");
+    assert!(!again[0].dup && !again[1].dup);
+    assert!(session.poll_publish(now).is_none());
+}
+
+#[test]
+fn only_a_flow_awaiting_its_first_acknowledgement_can_be_unsent() {
+    let now = Instant::now();
+    let mut session = attached(10);
+    assert!(!session.unsend(1));
+    enqueue(&mut session, delivery("a", QoS::ExactlyOnce), now);
+    let publish = poll(&mut session, now);
+    let packet_id = publish.packet_id.unwrap();
+    // Released (PUBREC came back): the client has it; nothing to take back.
+    assert!(session
+        .handle_pubrec(&Ack::new(packet_id))
+        .unwrap()
+        .is_some());
+    assert!(!session.unsend(packet_id));
+    assert_eq!(session.inflight_len(), 1);
+    assert_eq!(session.queued_len(), 0);
+}
