@@ -250,7 +250,7 @@ impl Record {
             } => {
                 out.put_u8(tag::SESSION_OWNER);
                 put_str(out, client_id);
-                out.put_u32(*realm);
+                put_varint(out, u64::from(*realm));
                 match user {
                     None => out.put_u8(0),
                     Some(user) => {
