@@ -336,6 +336,17 @@ impl Server {
             ));
         }
         tracker.spawn(tick_loop(self.shared.clone(), cancel.clone()));
+        // Connection tasks keep no cancellation future of their own (72 bytes
+        // in each idle task): at shutdown every attached one is ordered closed
+        // through its session, the wake-up it waits on anyway.
+        let shared = self.shared.clone();
+        let watched = cancel.clone();
+        tracker.spawn(async move {
+            watched.cancelled().await;
+            shared
+                .broker
+                .disconnect_all(switchboard_codec::ReasonCode::SERVER_SHUTTING_DOWN);
+        });
         if self.shared.broker.store().is_some() {
             tracker.spawn(checkpoint_loop(self.shared.clone(), cancel.clone()));
         }
@@ -397,7 +408,7 @@ impl RunningServer {
             return client;
         };
         let shared = self.shared.clone();
-        let cancel = self.cancel.child_token();
+        let cancel = self.cancel.clone();
         let anonymous = self.in_memory_anonymous;
         self.tracker.spawn(async move {
             connection::run(
@@ -508,11 +519,21 @@ async fn accept_loop(
         switchboard_broker::Metrics::incr(&stats.connections_total);
         let open = ListenerConnection::open(stats.clone());
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let cancel = cancel.child_token();
+        // One pointer for all the connection needs (see `connection::Setup`).
+        // A clone of the server's token, not a child token: only the server's
+        // is ever cancelled, and a child costs a 112-byte tree node per
+        // connection.
+        let setup = Box::new(connection::Setup {
+            stream,
+            peer,
+            shared: shared.clone(),
+            cancel: cancel.clone(),
+            anonymous_allowed: anonymous,
+            certificate: auth::CertificateUser::NotUsed,
+        });
         let transport = bound.transport.clone();
         tracker.spawn(async move {
-            transport::serve(stream, peer, transport, shared, cancel, anonymous).await;
+            transport::serve(transport, setup).await;
             drop(open);
             drop(permits);
         });

@@ -17,8 +17,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CertificateUser;
+use crate::connection::{self, Setup};
 use crate::tls::TlsListener;
-use crate::{connection, websocket, ListenerKind, Shared};
+use crate::{websocket, ListenerKind};
 
 /// What a listener's connections need to set up their transport.
 #[derive(Debug)]
@@ -28,34 +29,25 @@ pub(crate) struct Transport {
     pub(crate) tls: Option<Arc<TlsListener>>,
 }
 
-/// Sets up the transport on `stream` and serves the connection on it.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    transport: Arc<Transport>,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    anonymous_allowed: bool,
-) {
-    let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
-    let max_packet_size = shared.options.broker.max_packet_size;
+/// Sets up the transport on the accepted stream and serves the connection on
+/// it. `setup.certificate` is ignored: the TLS handshake decides it.
+pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>>) {
     match (&transport.kind, &transport.tls) {
-        (ListenerKind::Tcp, _) => {
-            connection::run(
-                stream,
-                peer,
-                shared,
-                cancel,
-                anonymous_allowed,
-                CertificateUser::NotUsed,
-            )
-            .await;
-        }
+        (ListenerKind::Tcp, _) => connection::serve(setup).await,
         // The other transports are boxed: a task's future is as large as its
         // largest variant and lives as long as the connection, so inline TLS and
         // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
                 let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
                     return;
                 };
@@ -66,6 +58,16 @@ pub(crate) async fn serve(
         }
         (ListenerKind::Ws(options), _) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
+                let max_packet_size = shared.options.broker.max_packet_size;
                 let upgrade = websocket::accept(stream, options, max_packet_size);
                 let Some((stream, _)) =
                     within(deadline, &cancel, peer, "WebSocket upgrade", upgrade).await
@@ -86,6 +88,16 @@ pub(crate) async fn serve(
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
+                let max_packet_size = shared.options.broker.max_packet_size;
                 let Some(stream) = handshake(tls, stream, peer, deadline, &cancel).await else {
                     return;
                 };
@@ -103,7 +115,7 @@ pub(crate) async fn serve(
         (ListenerKind::Tls(_) | ListenerKind::Wss(..), None) => {
             // `Server::bind` loads the TLS configuration of every tls and wss
             // listener; without one there is nothing safe to do but close.
-            tracing::error!(%peer, "TLS listener without a TLS configuration; closing");
+            tracing::error!(peer = %setup.peer, "TLS listener without a TLS configuration; closing");
         }
     }
 }
