@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::TokenBucket;
-use crate::Shared;
+use crate::{Guards, Shared};
 
 /// Above this many unwritten bytes the task stops reading and stops pulling
 /// messages from the session queue until the socket drains.
@@ -77,6 +77,8 @@ pub(crate) struct Setup<S> {
     pub(crate) anonymous_allowed: bool,
     /// The user name the TLS client certificate gives (see `crate::auth`).
     pub(crate) certificate: crate::auth::CertificateUser,
+    /// Held until the connection ends (see [`Guards`]).
+    pub(crate) guards: Guards,
 }
 
 /// A connected client: everything its task needs between packets, in one
@@ -92,28 +94,13 @@ struct Link<S> {
     cancel: CancellationToken,
     peer: SocketAddr,
     connection: Connection,
-}
-
-/// Serves one connection (see [`serve`]).
-pub(crate) async fn run<S>(
-    stream: S,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    anonymous_allowed: bool,
-    certificate: crate::auth::CertificateUser,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    serve(Box::new(Setup {
-        stream,
-        peer,
-        shared,
-        cancel,
-        anonymous_allowed,
-        certificate,
-    }))
-    .await;
+    /// Bytes were handed to the stream since its last flush.
+    unflushed: bool,
+    /// Whether the last read filled the read buffer: the client is sending
+    /// faster than one buffer per read, so keep a full-size buffer for it.
+    read_full: bool,
+    /// Released when the connection ends, with this.
+    _guards: Guards,
 }
 
 /// Serves one connection: set-up, the packet loop, the close.
@@ -148,6 +135,7 @@ where
         cancel,
         anonymous_allowed,
         certificate,
+        guards,
     } = *setup;
     let (mut reader, mut writer) = tokio::io::split(stream);
     // Empty until the first read: a connection that never sends costs no buffer.
@@ -328,6 +316,9 @@ where
         cancel,
         peer,
         connection,
+        unflushed: false,
+        read_full: false,
+        _guards: guards,
     }))
 }
 
@@ -338,47 +329,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
     /// While idle this future is what the connection's task holds (with the
     /// pointer to this `Link`): keep its locals few and short-lived.
     async fn serve(&mut self) -> Close {
-        let Link {
-            reader,
-            writer,
-            read_buffer,
-            write_buffer,
-            decoder,
-            cancel,
-            connection,
-            ..
-        } = self;
-        // A clone, not a borrow of `connection`: the wake-up future below
-        // lives across the branches that need `connection` mutably.
-        let entry = connection.entry.clone();
+        // A clone, not a borrow of `self.connection`: the wake-up future
+        // below lives across the branches that need the connection mutably.
+        // Everything else is reached through `self`, so that the future keeps
+        // one pointer rather than one per field.
+        let entry = self.connection.entry.clone();
         // Packets that arrived together with CONNECT.
-        if let Err(close) = connection.drain_packets(read_buffer, write_buffer, decoder) {
+        if let Err(close) = self.connection.drain_packets(
+            &mut self.read_buffer,
+            &mut self.write_buffer,
+            &mut self.decoder,
+        ) {
             return close;
         }
-        if read_buffer.is_empty() {
-            *read_buffer = BytesMut::new();
+        if self.read_buffer.is_empty() {
+            self.read_buffer = BytesMut::new();
         }
-        if let Err(close) = connection.finish_pass(write_buffer).await {
+        if let Err(close) = self.connection.finish_pass(&mut self.write_buffer).await {
             return close;
         }
-        let mut unflushed = false;
-        // Whether the last read filled the read buffer: the client is sending
-        // faster than one buffer per read, so keep a full-size buffer for it.
-        let mut read_full = false;
         loop {
             // Registered before the checks below, so that a delivery or an
             // order that comes after them still wakes the `select!`.
             let notified = entry.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(close) = connection.ordered_close(cancel) {
+            if let Some(close) = self.connection.ordered_close(&self.cancel) {
                 return close;
             }
-            if write_buffer.len() < WRITE_HIGH_WATER {
-                if let Err(close) = connection.pull_messages(write_buffer) {
+            if self.write_buffer.len() < WRITE_HIGH_WATER {
+                if let Err(close) = self.connection.pull_messages(&mut self.write_buffer) {
                     return close;
                 }
-                if let Err(close) = connection.finish_pass(write_buffer).await {
+                if let Err(close) = self.connection.finish_pass(&mut self.write_buffer).await {
                     return close;
                 }
             }
@@ -387,63 +370,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
             // keep alive waits too, since its packets wait unread. So one
             // timer serves both: the throttle's end, or else the keep-alive
             // deadline.
-            let (reading, timer) = {
-                let throttle = connection.throttle_until(now());
-                let reading = write_buffer.len() < WRITE_HIGH_WATER && throttle.is_none();
-                let timer = match throttle {
-                    Some(until) => Timer::Throttle(until),
-                    None => match connection.keep_alive.deadline() {
-                        Some(deadline) => Timer::KeepAlive(deadline),
-                        None => Timer::Off,
-                    },
+            let (reading, wake_at) = {
+                let throttle = self.connection.throttle_until(now());
+                let reading = self.write_buffer.len() < WRITE_HIGH_WATER && throttle.is_none();
+                let wake_at = match throttle {
+                    Some(until) => Some(until),
+                    None => self.connection.keep_alive.deadline(),
                 };
-                (reading, timer)
+                (reading, wake_at.map(tokio::time::Instant::from_std))
             };
-            if read_full {
-                read_buffer.reserve(READ_BUFFER);
+            if self.read_full {
+                self.read_buffer.reserve(READ_BUFFER);
             }
             tokio::select! {
                 biased;
-                written = write_or_flush(writer, write_buffer), if !write_buffer.is_empty() || unflushed => {
+                written = write_or_flush(&mut self.writer, &mut self.write_buffer), if !self.write_buffer.is_empty() || self.unflushed => {
                     match written {
                         Ok(Written::Bytes(0)) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
-                        Ok(Written::Bytes(_)) => unflushed = true,
-                        Ok(Written::Flushed) => unflushed = false,
+                        Ok(Written::Bytes(_)) => self.unflushed = true,
+                        Ok(Written::Flushed) => self.unflushed = false,
                     }
-                    if write_buffer.is_empty() {
+                    if self.write_buffer.is_empty() {
                         // Drained: release it, so an idle connection holds no
                         // write buffer (encoding reserves a fresh one).
-                        *write_buffer = BytesMut::new();
+                        self.write_buffer = BytesMut::new();
                     }
                 }
-                read = reader.read_buf(read_buffer), if reading => {
+                read = self.reader.read_buf(&mut self.read_buffer), if reading => {
                     match read {
                         Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
                         Ok(n) => {
+                            let connection = &mut self.connection;
                             Metrics::add(&connection.shared.broker.metrics().bytes_received, n as u64);
                             if let Some(bucket) = &mut connection.byte_rate {
                                 bucket.charge(now(), n as u64);
                             }
-                            read_full = read_buffer.len() == read_buffer.capacity();
-                            if let Err(close) = connection.drain_packets(read_buffer, write_buffer, decoder) {
+                            self.read_full = self.read_buffer.len() == self.read_buffer.capacity();
+                            if let Err(close) = connection.drain_packets(&mut self.read_buffer, &mut self.write_buffer, &mut self.decoder) {
                                 return close;
                             }
-                            if read_buffer.is_empty() && !read_full {
+                            if self.read_buffer.is_empty() && !self.read_full {
                                 // The socket had no more for now: release the buffer
                                 // (and with it the memory the decoded packets do not share).
-                                *read_buffer = BytesMut::new();
+                                self.read_buffer = BytesMut::new();
                             }
-                            if let Err(close) = connection.finish_pass(write_buffer).await {
+                            if let Err(close) = connection.finish_pass(&mut self.write_buffer).await {
                                 return close;
                             }
                         }
                     }
                 }
                 () = &mut notified => {}
-                () = sleep_until(timer.at()) => {
-                    if let Timer::KeepAlive(_) = timer {
+                // A disabled branch's future is made but never polled, so the
+                // `Sleep` registers no timer then; used directly rather than
+                // through an `async fn` taking an `Option`, which would add
+                // its own state to every idle task.
+                () = tokio::time::sleep_until(wake_at.unwrap_or_else(tokio::time::Instant::now)), if wake_at.is_some() => {
+                    // The throttle's end, or the keep-alive deadline (never
+                    // while throttled: the client's packets wait unread).
+                    if !self.connection.throttled && self.connection.keep_alive.is_expired(now()) {
                         // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): 1.5 x keep alive without a packet.
-                        Metrics::incr(&connection.shared.broker.metrics().keep_alive_timeouts);
+                        Metrics::incr(&self.connection.shared.broker.metrics().keep_alive_timeouts);
                         return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT);
                     }
                 }
@@ -1308,31 +1295,6 @@ impl Connection {
             ),
         }
         Ok(())
-    }
-}
-
-/// The one timer a connection waits on: its throttle's end while it is over
-/// its rates, otherwise its keep-alive deadline (if keep alive is on).
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    Throttle(Instant),
-    KeepAlive(Instant),
-    Off,
-}
-
-impl Timer {
-    fn at(self) -> Option<tokio::time::Instant> {
-        match self {
-            Timer::Throttle(at) | Timer::KeepAlive(at) => Some(tokio::time::Instant::from_std(at)),
-            Timer::Off => None,
-        }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

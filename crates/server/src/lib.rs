@@ -410,18 +410,19 @@ impl RunningServer {
         let shared = self.shared.clone();
         let cancel = self.cancel.clone();
         let anonymous = self.in_memory_anonymous;
-        self.tracker.spawn(async move {
-            connection::run(
-                server,
+        self.tracker
+            .spawn(connection::serve(Box::new(connection::Setup {
+                stream: server,
                 peer,
                 shared,
                 cancel,
-                anonymous,
-                auth::CertificateUser::NotUsed,
-            )
-            .await;
-            drop(permit);
-        });
+                anonymous_allowed: anonymous,
+                certificate: auth::CertificateUser::NotUsed,
+                guards: Guards {
+                    _listener: None,
+                    _permits: [permit, None],
+                },
+            })));
         client
     }
 
@@ -530,14 +531,23 @@ async fn accept_loop(
             cancel: cancel.clone(),
             anonymous_allowed: anonymous,
             certificate: auth::CertificateUser::NotUsed,
+            guards: Guards {
+                _listener: Some(open),
+                _permits: [permits.0, permits.1],
+            },
         });
-        let transport = bound.transport.clone();
-        tracker.spawn(async move {
-            transport::serve(transport, setup).await;
-            drop(open);
-            drop(permits);
-        });
+        tracker.spawn(transport::serve(bound.transport.clone(), setup));
     }
+}
+
+/// What must live exactly as long as a connection: its places in the
+/// connection limits and in its listener's count. Carried in the
+/// connection's `Setup` and then its `Link` rather than in the spawned
+/// future: tokio rounds every task up to a multiple of 128 bytes, and these
+/// 40 bytes tipped an idle connection's task into the next size.
+pub(crate) struct Guards {
+    _listener: Option<ListenerConnection>,
+    _permits: [Option<tokio::sync::OwnedSemaphorePermit>; 2],
 }
 
 /// One socket counted in its listener's `connections_current`, for as long

@@ -45,6 +45,7 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                     shared,
                     cancel,
                     anonymous_allowed,
+                    guards,
                     ..
                 } = *setup;
                 let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
@@ -52,7 +53,16 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+                connection::serve(Box::new(Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    certificate: user,
+                    guards,
+                }))
+                .await;
             })
             .await;
         }
@@ -64,6 +74,7 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                     shared,
                     cancel,
                     anonymous_allowed,
+                    guards,
                     ..
                 } = *setup;
                 let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
@@ -74,14 +85,15 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                 else {
                     return;
                 };
-                connection::run(
+                connection::serve(Box::new(Setup {
                     stream,
                     peer,
                     shared,
                     cancel,
                     anonymous_allowed,
-                    CertificateUser::NotUsed,
-                )
+                    certificate: CertificateUser::NotUsed,
+                    guards,
+                }))
                 .await;
             })
             .await;
@@ -94,6 +106,7 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                     shared,
                     cancel,
                     anonymous_allowed,
+                    guards,
                     ..
                 } = *setup;
                 let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
@@ -108,7 +121,16 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
                 else {
                     return;
                 };
-                connection::run(stream, peer, shared, cancel, anonymous_allowed, user).await;
+                connection::serve(Box::new(Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    anonymous_allowed,
+                    certificate: user,
+                    guards,
+                }))
+                .await;
             })
             .await;
         }
