@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use switchboard_broker::{
     message_from_publish, CloseReason, ConnectRequest, Connected, Metrics, SessionEntry,
 };
@@ -24,7 +27,10 @@ use switchboard_codec::{
     ProtocolVersion, Publish, QoS, ReasonCode,
 };
 use switchboard_session::{InboundAliases, IncomingQos2, JournalEvent, KeepAlive, SharedMessage};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use bytes::Buf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::TokenBucket;
@@ -86,8 +92,7 @@ pub(crate) struct Setup<S> {
 /// of the wait (see [`Connection::serve`]); the set-up (CONNECT, login, the
 /// broker's answer) ran in a future of its own that is freed by then.
 struct Link<S> {
-    reader: ReadHalf<S>,
-    writer: WriteHalf<S>,
+    stream: S,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
     decoder: Decoder,
@@ -137,7 +142,7 @@ where
         certificate,
         guards,
     } = *setup;
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut stream = stream;
     // Empty until the first read: a connection that never sends costs no buffer.
     let mut read_buffer = BytesMut::new();
     let mut decoder = Decoder::server(shared.options.broker.max_packet_size);
@@ -148,7 +153,7 @@ where
         _ = cancel.cancelled() => return None,
         first = tokio::time::timeout(
             shared.options.connect_timeout,
-            read_first_packet(&mut reader, &mut read_buffer, &mut decoder),
+            read_first_packet(&mut stream, &mut read_buffer, &mut decoder),
         ) => first,
     };
     let connect = match connect {
@@ -178,10 +183,10 @@ where
                 };
                 let mut out = BytesMut::new();
                 if encode(&Packet::ConnAck(connack), version, &mut out).is_ok() {
-                    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.write_all(&out)).await;
+                    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, stream.write_all(&out)).await;
                 }
             }
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, writer.shutdown()).await;
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, stream.shutdown()).await;
             return None;
         }
         Ok(Ok(connect)) => connect,
@@ -192,7 +197,7 @@ where
 
     // [MQTT-4.12.0-1]: enhanced authentication is not supported.
     if connect.properties.authentication_method.is_some() {
-        refuse(&mut writer, version, ReasonCode::BAD_AUTHENTICATION_METHOD).await;
+        refuse(&mut stream, version, ReasonCode::BAD_AUTHENTICATION_METHOD).await;
         return None;
     }
     // Authentication, before the broker sees the client: a refused client
@@ -202,7 +207,7 @@ where
         match crate::auth::apply_certificate(&shared, &mut connect, &certificate, peer.ip()) {
             Ok(certified) => certified,
             Err(code) => {
-                refuse(&mut writer, version, code).await;
+                refuse(&mut stream, version, code).await;
                 return None;
             }
         };
@@ -216,7 +221,7 @@ where
     )
     .await
     {
-        refuse(&mut writer, version, code).await;
+        refuse(&mut stream, version, code).await;
         return None;
     }
     let username: Option<Arc<str>> = connect.username.as_deref().map(Arc::from);
@@ -229,7 +234,7 @@ where
         Ok(connected) => connected,
         Err(code) => {
             tracing::debug!(%peer, client_id = %connect.client_id, %code, "CONNECT refused");
-            refuse(&mut writer, version, code).await;
+            refuse(&mut stream, version, code).await;
             return None;
         }
     };
@@ -254,7 +259,7 @@ where
             } else {
                 ReasonCode::UNSPECIFIED_ERROR
             };
-            refuse(&mut writer, version, code).await;
+            refuse(&mut stream, version, code).await;
             return None;
         }
     }
@@ -308,8 +313,7 @@ where
     };
     drop(connect);
     Some(Box::new(Link {
-        reader,
-        writer,
+        stream,
         read_buffer,
         write_buffer,
         decoder,
@@ -382,11 +386,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
             if self.read_full {
                 self.read_buffer.reserve(READ_BUFFER);
             }
-            tokio::select! {
-                biased;
-                written = write_or_flush(&mut self.writer, &mut self.write_buffer), if !self.write_buffer.is_empty() || self.unflushed => {
+            let sleep = wake_at.map(tokio::time::sleep_until);
+            tokio::pin!(sleep);
+            let event = std::future::poll_fn(|context| {
+                self.poll_event(context, notified.as_mut(), sleep.as_mut(), reading)
+            })
+            .await;
+            match event {
+                Event::Written(written) => {
                     match written {
-                        Ok(Written::Bytes(0)) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
+                        Ok(Written::Bytes(0)) | Err(_) => {
+                            return Close {
+                                send: None,
+                                reason: CloseReason::Abnormal,
+                            }
+                        }
                         Ok(Written::Bytes(_)) => self.unflushed = true,
                         Ok(Written::Flushed) => self.unflushed = false,
                     }
@@ -396,36 +410,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                         self.write_buffer = BytesMut::new();
                     }
                 }
-                read = self.reader.read_buf(&mut self.read_buffer), if reading => {
-                    match read {
-                        Ok(0) | Err(_) => return Close { send: None, reason: CloseReason::Abnormal },
-                        Ok(n) => {
-                            let connection = &mut self.connection;
-                            Metrics::add(&connection.shared.broker.metrics().bytes_received, n as u64);
-                            if let Some(bucket) = &mut connection.byte_rate {
-                                bucket.charge(now(), n as u64);
-                            }
-                            self.read_full = self.read_buffer.len() == self.read_buffer.capacity();
-                            if let Err(close) = connection.drain_packets(&mut self.read_buffer, &mut self.write_buffer, &mut self.decoder) {
-                                return close;
-                            }
-                            if self.read_buffer.is_empty() && !self.read_full {
-                                // The socket had no more for now: release the buffer
-                                // (and with it the memory the decoded packets do not share).
-                                self.read_buffer = BytesMut::new();
-                            }
-                            if let Err(close) = connection.finish_pass(&mut self.write_buffer).await {
-                                return close;
-                            }
-                        }
+                Event::Read(Ok(Read { bytes: 0, .. })) | Event::Read(Err(_)) => {
+                    return Close {
+                        send: None,
+                        reason: CloseReason::Abnormal,
                     }
                 }
-                () = &mut notified => {}
-                // A disabled branch's future is made but never polled, so the
-                // `Sleep` registers no timer then; used directly rather than
-                // through an `async fn` taking an `Option`, which would add
-                // its own state to every idle task.
-                () = tokio::time::sleep_until(wake_at.unwrap_or_else(tokio::time::Instant::now)), if wake_at.is_some() => {
+                Event::Read(Ok(Read { bytes, full })) => {
+                    let connection = &mut self.connection;
+                    Metrics::add(
+                        &connection.shared.broker.metrics().bytes_received,
+                        bytes as u64,
+                    );
+                    if let Some(bucket) = &mut connection.byte_rate {
+                        bucket.charge(now(), bytes as u64);
+                    }
+                    self.read_full = full;
+                    if let Err(close) = connection.drain_packets(
+                        &mut self.read_buffer,
+                        &mut self.write_buffer,
+                        &mut self.decoder,
+                    ) {
+                        return close;
+                    }
+                    if self.read_buffer.is_empty() && !self.read_full {
+                        // The socket had no more for now: release the buffer
+                        // (and with it the memory the decoded packets do not share).
+                        self.read_buffer = BytesMut::new();
+                    }
+                    if let Err(close) = connection.finish_pass(&mut self.write_buffer).await {
+                        return close;
+                    }
+                }
+                Event::Woken => {}
+                Event::Timer => {
                     // The throttle's end, or the keep-alive deadline (never
                     // while throttled: the client's packets wait unread).
                     if !self.connection.throttled && self.connection.keep_alive.is_expired(now()) {
@@ -435,6 +453,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// One turn of the wait, in priority order: write (or flush) what is
+    /// buffered, read if `reading`, then the session's wake-up, then the
+    /// timer. A hand-written `select!` over the one unsplit stream: no
+    /// `tokio::io::split` (an `Arc` and a lock per connection) and no
+    /// per-branch futures in the task. Cancel-safe: a turn that returns
+    /// `Pending` has changed nothing.
+    ///
+    /// While the read buffer has no spare room (always, for an idle
+    /// connection), the read goes to a stack buffer and is copied in, so an
+    /// idle connection holds no read buffer even while waiting to read.
+    fn poll_event(
+        &mut self,
+        context: &mut Context<'_>,
+        notified: Pin<&mut Notified<'_>>,
+        sleep: Pin<&mut Option<tokio::time::Sleep>>,
+        reading: bool,
+    ) -> Poll<Event> {
+        if !self.write_buffer.is_empty() {
+            if let Poll::Ready(written) =
+                Pin::new(&mut self.stream).poll_write(context, &self.write_buffer)
+            {
+                return Poll::Ready(Event::Written(written.map(|bytes| {
+                    self.write_buffer.advance(bytes);
+                    Written::Bytes(bytes)
+                })));
+            }
+        } else if self.unflushed {
+            // TLS and WebSocket streams hold written bytes until flushed (for
+            // TCP the flush completes at once).
+            if let Poll::Ready(flushed) = Pin::new(&mut self.stream).poll_flush(context) {
+                return Poll::Ready(Event::Written(flushed.map(|()| Written::Flushed)));
+            }
+        }
+        if reading {
+            if let Poll::Ready(read) = self.poll_read(context) {
+                return Poll::Ready(Event::Read(read));
+            }
+        }
+        if notified.poll(context).is_ready() {
+            return Poll::Ready(Event::Woken);
+        }
+        if let Some(sleep) = sleep.as_pin_mut() {
+            if sleep.poll(context).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Reads into the read buffer: straight into its spare room if it has
+    /// some (a busy client keeps a reserved buffer), else through a stack
+    /// buffer of [`READ_BUFFER`] bytes.
+    fn poll_read(&mut self, context: &mut Context<'_>) -> Poll<std::io::Result<Read>> {
+        if self.read_buffer.capacity() > self.read_buffer.len() {
+            let before = self.read_buffer.len();
+            return tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.stream),
+                context,
+                &mut self.read_buffer,
+            )
+            .map_ok(|bytes| Read {
+                bytes,
+                full: before + bytes == self.read_buffer.capacity(),
+            });
+        }
+        let mut chunk = [0u8; READ_BUFFER];
+        let mut buffer = tokio::io::ReadBuf::new(&mut chunk);
+        match Pin::new(&mut self.stream).poll_read(context, &mut buffer) {
+            Poll::Ready(Ok(())) => {
+                let filled = buffer.filled();
+                self.read_buffer.extend_from_slice(filled);
+                Poll::Ready(Ok(Read {
+                    bytes: filled.len(),
+                    full: filled.len() == READ_BUFFER,
+                }))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -477,11 +576,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
         if !write_buffer.is_empty() {
             let _ = tokio::time::timeout(
                 CLOSE_FLUSH_TIMEOUT,
-                self.writer.write_all(&self.write_buffer),
+                self.stream.write_all(&self.write_buffer),
             )
             .await;
         }
-        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.writer.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.stream.shutdown()).await;
         tracing::debug!(peer = %self.peer, client_id = %self.connection.entry.client_id(), "connection closed");
     }
 }
@@ -513,26 +612,31 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
     }
 }
 
-/// What one turn of the write branch did.
+/// What one turn of the wait ([`Link::poll_event`]) brought.
+enum Event {
+    Written(std::io::Result<Written>),
+    Read(std::io::Result<Read>),
+    /// The session's wake-up: something was queued, or a close ordered.
+    Woken,
+    /// The throttle's end or the keep-alive deadline.
+    Timer,
+}
+
+/// A read that returned.
+struct Read {
+    /// Bytes read; 0 = end of stream.
+    bytes: usize,
+    /// Whether the read filled all the room it had: the client sends faster
+    /// than one buffer per read.
+    full: bool,
+}
+
+/// What a write turn did.
 enum Written {
     /// Handed this many bytes of the write buffer to the stream.
     Bytes(usize),
     /// Flushed the stream.
     Flushed,
-}
-
-/// Writes from `buffer`, or flushes once it is empty: TLS and WebSocket
-/// streams hold written bytes until flushed (for TCP the flush completes at
-/// once). Cancel-safe, as a `select!` branch must be.
-async fn write_or_flush<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    buffer: &mut BytesMut,
-) -> std::io::Result<Written> {
-    if buffer.is_empty() {
-        writer.flush().await.map(|()| Written::Flushed)
-    } else {
-        writer.write_buf(buffer).await.map(Written::Bytes)
-    }
 }
 
 /// CONNACK with a failure code, then close ([MQTT-3.2.2-7] v5 / [MQTT-3.2.2-5] 3.1.1).
@@ -828,6 +932,19 @@ impl Connection {
             store.append_detached(records);
             return self.release(Ok(()), write_buffer);
         }
+        // Boxed: the wait for the store is the largest state of this
+        // future, which every idle connection's task would otherwise carry;
+        // only passes with records that must be durable first pay for it.
+        Box::pin(self.finish_durable_pass(store, records, write_buffer)).await
+    }
+
+    /// The part of [`Connection::finish_pass`] that waits for the store.
+    async fn finish_durable_pass(
+        &mut self,
+        store: Arc<switchboard_broker::Store>,
+        records: Vec<Record>,
+        write_buffer: &mut BytesMut,
+    ) -> Result<(), Close> {
         let inbound_qos2: Vec<u16> = records
             .iter()
             .filter_map(|record| match record {
