@@ -421,6 +421,30 @@ mod tests {
     }
 
     #[test]
+    fn source_addresses_by_list_or_repeated() {
+        let listed = parse(&["idle", "--source-address", "127.0.0.2,127.0.0.3"]).unwrap();
+        let repeated = parse(&[
+            "idle",
+            "--source-address",
+            "127.0.0.2",
+            "--source-address",
+            "127.0.0.3",
+        ])
+        .unwrap();
+        let expected: Vec<std::net::IpAddr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        assert_eq!(listed.source_addresses, expected);
+        assert_eq!(
+            Settings::from_args(&repeated).unwrap().source_addresses,
+            expected
+        );
+        assert!(Settings::from_args(&parse(&["idle"]).unwrap())
+            .unwrap()
+            .source_addresses
+            .is_empty());
+        assert!(parse(&["idle", "--source-address", "not-an-address"]).is_err());
+    }
+
+    #[test]
     fn every_option_in_mosquitto_style() {
         let args = parse(&[
             "fan-out",

@@ -467,6 +467,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connections_come_from_the_source_addresses_in_turn() {
+        let server = start_broker().await;
+        let sources: Vec<IpAddr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        let target = target(&server, ProtocolVersion::V5)
+            .await
+            .with_sources(&sources)
+            .unwrap();
+        let mut links = Vec::new();
+        for index in 0..4 {
+            let link = Link::connect(&target, &format!("source-{index}"), SessionKind::Clean)
+                .await
+                .unwrap();
+            links.push(link);
+        }
+        let seen: Vec<IpAddr> = links
+            .iter()
+            .map(|link| link.stream.local_addr().unwrap().ip())
+            .collect();
+        assert_eq!(seen, [sources[0], sources[1], sources[0], sources[1]]);
+        // The broker sees them too (the links are still open).
+        let peer = server.broker().session("source-1").unwrap().info().peer;
+        assert!(peer.unwrap().starts_with("127.0.0.3:"));
+    }
+
+    #[tokio::test]
+    async fn a_source_address_of_the_other_family_is_refused() {
+        let server = start_broker().await;
+        let target = target(&server, ProtocolVersion::V5).await;
+        let error = target
+            .with_sources(&[IpAddr::from(std::net::Ipv6Addr::LOCALHOST)])
+            .unwrap_err();
+        assert!(error.to_string().contains("same IP version"), "{error}");
+    }
+
+    #[tokio::test]
     async fn persistent_sessions_outlive_the_connection_and_a_rerun_starts_afresh() {
         let server = start_broker().await;
         for (version, client_id) in [
