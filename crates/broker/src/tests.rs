@@ -197,7 +197,7 @@ mod close_orders {
     #[test]
     fn an_order_wakes_a_waiting_connection_task() {
         use std::future::Future;
-        use std::task::{Context, Poll, Waker};
+        use std::task::{Context, Waker};
 
         let broker = broker();
         let first = connect(&broker, "c");
