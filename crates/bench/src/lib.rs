@@ -74,7 +74,8 @@ pub async fn run_to(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<()>
         settings.connect_timeout,
         settings.payload_size,
     )
-    .await?;
+    .await?
+    .with_sources(&settings.source_addresses)?;
     for (index, &scenario) in args.scenarios.iter().enumerate() {
         let run_id = run_id(index);
         if !settings.json {

@@ -7,7 +7,8 @@
 //! client owns its [`Link`] outright; reads and writes go through two
 //! `BytesMut` buffers that are reused for the whole run.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use switchboard_codec::{
     SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -63,6 +64,12 @@ pub(crate) struct Target {
     pub(crate) connect_timeout: Duration,
     /// Largest packet this client accepts, announced in a v5 CONNECT.
     pub(crate) max_packet_size: u32,
+    /// Local addresses to connect from, taken in turn; empty = the system's
+    /// choice. Loopback offers about 28k ephemeral ports per source address
+    /// (32768-60999 by default), so 100k connections need four or more.
+    pub(crate) sources: Arc<[IpAddr]>,
+    /// Which of `sources` the next connection uses.
+    next_source: Arc<AtomicUsize>,
 }
 
 impl Target {
@@ -85,7 +92,41 @@ impl Target {
             version,
             connect_timeout,
             max_packet_size,
+            sources: Arc::from(Vec::new()),
+            next_source: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Connects from `sources` in turn (see the field). Each must be of the
+    /// broker address's family.
+    pub(crate) fn with_sources(mut self, sources: &[IpAddr]) -> anyhow::Result<Target> {
+        if let Some(source) = sources
+            .iter()
+            .find(|source| source.is_ipv4() != self.address.is_ipv4())
+        {
+            bail!(
+                "--source-address {source} is not of the same IP version as the broker address {}",
+                self.address
+            );
+        }
+        self.sources = Arc::from(sources);
+        Ok(self)
+    }
+
+    /// A TCP connection to the broker, from the next source address if any.
+    async fn open(&self) -> std::io::Result<TcpStream> {
+        let turn = self.next_source.fetch_add(1, Ordering::Relaxed);
+        let Some(&source) = self.sources.get(turn % self.sources.len().max(1)) else {
+            return TcpStream::connect(self.address).await;
+        };
+        let socket = if source.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Port 0: the kernel picks a free ephemeral port on that address.
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(self.address).await
     }
 }
 
@@ -129,7 +170,8 @@ impl Link {
         client_id: &str,
         session: SessionKind,
     ) -> anyhow::Result<Link> {
-        let stream = TcpStream::connect(target.address)
+        let stream = target
+            .open()
             .await
             .map_err(|error| connect_error(target.address, error))?;
         // Latency is measured per message; Nagle would add up to 40 ms.
@@ -422,6 +464,41 @@ mod tests {
             .into_iter()
             .map(|(filter, _)| filter)
             .collect()
+    }
+
+    #[tokio::test]
+    async fn connections_come_from_the_source_addresses_in_turn() {
+        let server = start_broker().await;
+        let sources: Vec<IpAddr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        let target = target(&server, ProtocolVersion::V5)
+            .await
+            .with_sources(&sources)
+            .unwrap();
+        let mut links = Vec::new();
+        for index in 0..4 {
+            let link = Link::connect(&target, &format!("source-{index}"), SessionKind::Clean)
+                .await
+                .unwrap();
+            links.push(link);
+        }
+        let seen: Vec<IpAddr> = links
+            .iter()
+            .map(|link| link.stream.local_addr().unwrap().ip())
+            .collect();
+        assert_eq!(seen, [sources[0], sources[1], sources[0], sources[1]]);
+        // The broker sees them too (the links are still open).
+        let peer = server.broker().session("source-1").unwrap().info().peer;
+        assert!(peer.unwrap().starts_with("127.0.0.3:"));
+    }
+
+    #[tokio::test]
+    async fn a_source_address_of_the_other_family_is_refused() {
+        let server = start_broker().await;
+        let target = target(&server, ProtocolVersion::V5).await;
+        let error = target
+            .with_sources(&[IpAddr::from(std::net::Ipv6Addr::LOCALHOST)])
+            .unwrap_err();
+        assert!(error.to_string().contains("same IP version"), "{error}");
     }
 
     #[tokio::test]

@@ -18,12 +18,10 @@ use switchboard_codec::{
     Connect, ConnectProperties, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
 };
 use switchboard_session::Message;
-use tokio::sync::mpsc;
 
-/// One attached session with the channel that keeps it attached.
+/// One attached session.
 struct Client {
     connected: Connected,
-    _control: mpsc::Receiver<switchboard_broker::Control>,
 }
 
 fn connect(broker: &Broker, client_id: String, now: Instant) -> Client {
@@ -37,21 +35,16 @@ fn connect(broker: &Broker, client_id: String, now: Instant) -> Client {
         password: None,
         properties: ConnectProperties::default(),
     };
-    let (control, receiver) = mpsc::channel(1);
     let request = ConnectRequest {
         connect: &connect,
-        peer: "bench".to_owned(),
-        control,
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1883)),
         username: None,
         realm: 0,
     };
     let connected = broker
         .connect(request, now)
         .expect("the bench CONNECT is accepted");
-    Client {
-        connected,
-        _control: receiver,
-    }
+    Client { connected }
 }
 
 fn subscribe(broker: &Broker, client: &Client, filter: String, now: Instant) {

@@ -2,19 +2,20 @@
 //! the broker needs around it (subscriptions, the attached connection, will,
 //! expiry), behind one short-held mutex.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
-use switchboard_codec::{ProtocolVersion, Publish, SubscriptionOptions, Will};
+use switchboard_codec::{ProtocolVersion, Publish, ReasonCode, SubscriptionOptions, Will};
 use switchboard_session::Session;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 
 use crate::budget::QueueBudget;
-use crate::Control;
 
 /// A compact, never reused handle for a session; the topic index stores these.
 pub type SessionKey = u64;
@@ -34,9 +35,17 @@ pub struct SessionEntry {
     /// Mirrors `session_expiry > 0` so routing can tell, without the lock, whether a
     /// message for this session must be made durable.
     pub(crate) persistent: AtomicBool,
-    /// Wakes the attached connection's task when something was queued for it.
-    /// A `Notify` keeps one permit, so a wake-up between two polls is not lost.
+    /// Wakes the attached connection's task when something was queued for it
+    /// (`notify_one`: a `Notify` keeps one permit, so a wake-up between two
+    /// polls is not lost), and every connection task of the session when a
+    /// close is ordered (`notify_waiters`: during a takeover two tasks wait
+    /// here, and the order is for the old one). It is the only wake-up a
+    /// connection has: no channel per connection (see [`SessionEntry::order_close`]).
     pub(crate) notify: Notify,
+    /// Whether `SessionInner::close_orders` holds anything: lets a
+    /// connection task check for an order on every wake-up without taking
+    /// the lock. Changed only under `inner`.
+    close_pending: AtomicBool,
     /// Who the session belongs to: set at each CONNECT, read by the delivery
     /// filter and listings. A leaf lock: taken alone or under `inner`, never
     /// the other way round, and held only to read or replace the value.
@@ -162,31 +171,40 @@ pub struct SubscriptionRecord {
     pub identifier: Option<u32>,
 }
 
-/// The connection currently attached to a session.
+/// The connection currently attached to a session. Inline and without heap
+/// parts: every connected client has one.
 #[derive(Debug)]
 pub(crate) struct Attached {
     pub(crate) generation: u64,
-    pub(crate) control: mpsc::Sender<Control>,
     pub(crate) connected_at: Instant,
-    pub(crate) peer: String,
+    pub(crate) peer: SocketAddr,
     pub(crate) keep_alive: u16,
 }
 
 #[derive(Debug)]
 pub(crate) struct SessionInner {
     pub(crate) session: Session,
-    /// Keyed by the filter exactly as subscribed (`$share/g/f` included).
-    pub(crate) subscriptions: HashMap<String, SubscriptionRecord>,
+    /// Keyed by the filter exactly as subscribed (`$share/g/f` included). A
+    /// `BTreeMap`: 24 bytes and no allocation while empty (a `HashMap` with
+    /// its random state is 48), sorted for listings, and a client has few.
+    pub(crate) subscriptions: BTreeMap<String, SubscriptionRecord>,
     pub(crate) connection: Option<Attached>,
+    /// Closes the broker ordered, `(generation, reason)`, not yet taken by
+    /// the connection task of that generation (see
+    /// [`SessionEntry::order_close`]). Empty, and unallocated, nearly always;
+    /// at most one entry per connection task of this session.
+    pub(crate) close_orders: Vec<(u64, ReasonCode)>,
     pub(crate) version: ProtocolVersion,
     /// Seconds; `u32::MAX` = never expires.
     pub(crate) session_expiry: u32,
     /// When a detached session ends (None while attached, or never).
     pub(crate) expires_at: Option<Instant>,
-    /// The will of the attached connection, armed at CONNECT.
-    pub(crate) will: Option<Will>,
+    /// The will of the attached connection, armed at CONNECT. Boxed, like
+    /// the pending will: a `Will` is about 200 bytes, and most sessions have
+    /// none, yet every session would pay for two inline.
+    pub(crate) will: Option<Box<Will>>,
     /// A will waiting for its delay interval after the connection ended.
-    pub(crate) pending_will: Option<(Instant, Will)>,
+    pub(crate) pending_will: Option<Box<(Instant, Will)>>,
     /// Set once the session has ended; a publisher holding a stale handle then skips it.
     pub(crate) ended: bool,
     /// Whether the durable store holds this session (a SessionUpsert was written
@@ -242,6 +260,7 @@ impl SessionEntry {
             persistent: AtomicBool::new(inner.session_expiry > 0),
             inner: Mutex::new(inner),
             notify: Notify::new(),
+            close_pending: AtomicBool::new(false),
             owner: Mutex::new(Owner::Unknown),
             budget,
             settled: AtomicUsize::new(queued),
@@ -303,9 +322,79 @@ impl SessionEntry {
         &self.client_id
     }
 
-    /// Waits until something may have been queued for this session's connection.
-    pub async fn notified(&self) {
-        self.notify.notified().await
+    /// Resolves when something may have been queued for this session's
+    /// connection, or a close may have been ordered. To miss nothing, a
+    /// connection task creates this, calls `Notified::enable` on it, and only
+    /// then checks [`SessionEntry::close_order`] and polls its queue before
+    /// awaiting it.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Wakes the attached connection's task, as a delivery would. A task that
+    /// leaves because its session was taken over calls this: the wake-up it
+    /// may have consumed could have been meant for its successor.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Orders the connection task of `generation` to close, telling a v5
+    /// client `reason` (0x8E takeover, 0x98 administrative action, 0x8B
+    /// shutting down). Call with the session lock held. Never waits: the
+    /// order is a field and a wake-up, which is what a connection task
+    /// needs of a control channel without the channel's allocation (about
+    /// half a KiB per connection). A later order for the same generation
+    /// replaces an earlier one.
+    pub(crate) fn order_close(
+        &self,
+        inner: &mut SessionInner,
+        generation: u64,
+        reason: ReasonCode,
+    ) {
+        match inner
+            .close_orders
+            .iter_mut()
+            .find(|(ordered, _)| *ordered == generation)
+        {
+            Some(order) => order.1 = reason,
+            None => inner.close_orders.push((generation, reason)),
+        }
+        self.close_pending.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// The close ordered for the connection of `generation`, if any; taking
+    /// it removes it. One atomic load when there is none.
+    pub fn close_order(&self, generation: u64) -> Option<ReasonCode> {
+        if !self.close_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut inner = self.lock();
+        let position = inner
+            .close_orders
+            .iter()
+            .position(|(ordered, _)| *ordered == generation)?;
+        let (_, reason) = inner.close_orders.swap_remove(position);
+        if inner.close_orders.is_empty() {
+            inner.close_orders = Vec::new();
+            self.close_pending.store(false, Ordering::Release);
+        }
+        Some(reason)
+    }
+
+    /// Forgets any order for `generation`, whose task is gone. Call with the
+    /// session lock held.
+    pub(crate) fn forget_close_order(&self, inner: &mut SessionInner, generation: u64) {
+        if inner.close_orders.is_empty() {
+            return;
+        }
+        inner
+            .close_orders
+            .retain(|(ordered, _)| *ordered != generation);
+        if inner.close_orders.is_empty() {
+            inner.close_orders = Vec::new();
+            self.close_pending.store(false, Ordering::Release);
+        }
     }
 
     /// Runs `f` on the sans-IO session if `generation` is still the attached
@@ -367,7 +456,7 @@ impl SessionEntry {
         SessionInfo {
             client_id: self.client_id.to_string(),
             connected: inner.connection.is_some(),
-            peer: inner.connection.as_ref().map(|c| c.peer.clone()),
+            peer: inner.connection.as_ref().map(|c| c.peer.to_string()),
             protocol: inner.version,
             keep_alive: inner.connection.as_ref().map(|c| c.keep_alive),
             connected_since: inner.connection.as_ref().map(|c| c.connected_at),

@@ -38,26 +38,12 @@ use switchboard_session::{
     ClientParams, Delivery, EnqueueOutcome, Message, Session, SessionLimits, SharedMessage,
 };
 use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
-use tokio::sync::mpsc;
 
 pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord};
 pub use metrics::{ListenerRegistry, ListenerStats, Metrics};
 pub use persist::Store;
 pub use settings::Settings;
 pub use switchboard_store::Record;
-
-/// Messages from the broker to a connection task. Sent with `try_send` so that the
-/// broker never waits on a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
-    /// Close the connection, telling a v5 client why (0x8E takeover, 0x98
-    /// administrative action, 0x8B shutting down).
-    Disconnect(ReasonCode),
-}
-
-/// Capacity of each connection's control channel: a connection needs at most one
-/// pending order; a few spare slots keep `try_send` from failing in a burst.
-pub const CONTROL_CHANNEL_CAPACITY: usize = 4;
 
 /// How a connection ended, as far as the will and the session are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +83,7 @@ pub struct Connected {
 #[derive(Debug)]
 pub struct ConnectRequest<'a> {
     pub connect: &'a Connect,
-    pub peer: String,
-    pub control: mpsc::Sender<Control>,
+    pub peer: std::net::SocketAddr,
     /// The user name the connection authenticated as (or claimed, without a
     /// password file). Kept on the session for [`DeliveryFilter`]; a resumed
     /// session whose user name differs starts clean instead, so that one
@@ -511,7 +496,6 @@ impl Broker {
         };
         let attached = entry::Attached {
             generation,
-            control: request.control,
             connected_at: now,
             peer: request.peer,
             keep_alive,
@@ -531,9 +515,11 @@ impl Broker {
                     connect.clean_start || !old.owner.lock().admits(realm, username.as_ref());
                 if let Some(previous) = inner.connection.take() {
                     // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E).
-                    let _ = previous
-                        .control
-                        .try_send(Control::Disconnect(ReasonCode::SESSION_TAKEN_OVER));
+                    old.order_close(
+                        &mut inner,
+                        previous.generation,
+                        ReasonCode::SESSION_TAKEN_OVER,
+                    );
                     Metrics::incr(&self.metrics.takeovers);
                     // The old connection counts as gone now: its own `disconnected` call
                     // will see another generation attached and do nothing.
@@ -547,15 +533,15 @@ impl Broker {
                         // The will is sent at once unless it has a delay and the session
                         // continues, in which case this reconnect cancels it ([MQTT-3.1.3-9]).
                         if delay == 0 || clean_start {
-                            deferred.wills.push((will, inner.version));
+                            deferred.wills.push((*will, inner.version));
                         }
                     }
                 }
-                if let Some((_, will)) = inner.pending_will.take() {
+                if let Some(pending) = inner.pending_will.take() {
                     // A delayed will: a new connection to the session cancels it
                     // ([MQTT-3.1.3-9]); a clean start ends the session, which sends it.
                     if clean_start {
-                        deferred.wills.push((will, inner.version));
+                        deferred.wills.push((pending.1, inner.version));
                     }
                 }
                 let expired = inner.expires_at.is_some_and(|at| at <= now);
@@ -586,8 +572,9 @@ impl Broker {
                         client_id.clone(),
                         entry::SessionInner {
                             session: Session::new(self.session_limits()),
-                            subscriptions: HashMap::new(),
+                            subscriptions: std::collections::BTreeMap::new(),
                             connection: None,
+                            close_orders: Vec::new(),
                             version,
                             session_expiry,
                             expires_at: None,
@@ -608,7 +595,7 @@ impl Broker {
                 inner.version = version;
                 inner.session_expiry = session_expiry;
                 entry.set_persistent(session_expiry > 0);
-                inner.will = connect.will.as_ref().map(owned_will);
+                inner.will = connect.will.as_ref().map(|will| Box::new(owned_will(will)));
                 inner.connection = Some(attached);
                 *entry.owner.lock() = entry::Owner::of(realm, username.as_ref());
                 self.record_connect(&entry, &mut inner, &mut connect_records);
@@ -689,6 +676,7 @@ impl Broker {
         {
             let mut registry = self.registry.lock();
             let mut inner = entry.lock();
+            entry.forget_close_order(&mut inner, generation);
             match &inner.connection {
                 Some(attached) if attached.generation == generation => {}
                 _ => return,
@@ -720,10 +708,10 @@ impl Broker {
             if let (Some(will), true) = (will, publish_will) {
                 let delay = will_delay(&will, inner.session_expiry);
                 if delay == 0 {
-                    deferred.wills.push((will, inner.version));
+                    deferred.wills.push((*will, inner.version));
                 } else {
                     let at = now + Duration::from_secs(u64::from(delay));
-                    inner.pending_will = Some((at, will));
+                    inner.pending_will = Some(Box::new((at, *will)));
                     self.timers
                         .lock()
                         .insert((at, entry.key, TimerKind::WillDelay));
@@ -750,7 +738,12 @@ impl Broker {
                         .insert((at, entry.key, TimerKind::SessionExpiry));
                 }
                 if inner.recorded {
-                    self.record_detached(entry, &inner, kept_will.as_ref(), &mut deferred.records);
+                    self.record_detached(
+                        entry,
+                        &inner,
+                        kept_will.as_deref(),
+                        &mut deferred.records,
+                    );
                 }
             }
         }
@@ -775,7 +768,7 @@ impl Broker {
             client_id: client_id.clone(),
             expires_at_ms: inner.expires_at.map(|at| store.clock().to_unix_ms(at)),
         });
-        match (&inner.pending_will, kept_will) {
+        match (inner.pending_will.as_deref(), kept_will) {
             (Some((at, will)), _) => records.extend(store.will_record(&client_id, will, Some(*at))),
             (None, Some(will)) => records.extend(store.will_record(&client_id, will, None)),
             (None, None) => records.push(Record::WillClear { client_id }),
@@ -798,18 +791,16 @@ impl Broker {
             inner.recorded = false;
         }
         inner.session.set_journaling(false);
-        if let Some((_, will)) = inner.pending_will.take() {
+        if let Some(pending) = inner.pending_will.take() {
             // The will is sent when the session ends, if that comes before its delay
             // ([MQTT-3.1.3-9] v5).
-            deferred.wills.push((will, inner.version));
+            deferred.wills.push((pending.1, inner.version));
         }
         for delivery in inner.session.clear() {
             deferred.redeliver.push((entry.key, delivery));
         }
-        inner
-            .subscriptions
-            .drain()
-            .map(|(filter, _)| filter)
+        std::mem::take(&mut inner.subscriptions)
+            .into_keys()
             .collect()
     }
 
@@ -876,10 +867,10 @@ impl Broker {
                         if inner
                             .pending_will
                             .as_ref()
-                            .is_some_and(|(due_at, _)| *due_at == at)
+                            .is_some_and(|pending| pending.0 == at)
                         {
-                            if let Some((_, will)) = inner.pending_will.take() {
-                                deferred.wills.push((will, inner.version));
+                            if let Some(pending) = inner.pending_will.take() {
+                                deferred.wills.push((pending.1, inner.version));
                                 if inner.recorded {
                                     deferred.records.push(Record::WillClear {
                                         client_id: entry.client_id.to_string(),
@@ -1051,7 +1042,7 @@ impl Broker {
     pub fn add_tap(
         &self,
         filter: &str,
-        sender: mpsc::Sender<SharedMessage>,
+        sender: tokio::sync::mpsc::Sender<SharedMessage>,
     ) -> Result<TapHandle, TapError> {
         self.taps.add(filter, &self.settings.topic_limits, sender)
     }
@@ -1515,12 +1506,16 @@ impl Broker {
         let Some(entry) = self.session(client_id) else {
             return false;
         };
-        let inner = entry.lock();
-        match &inner.connection {
-            Some(attached) => attached
-                .control
-                .try_send(Control::Disconnect(reason))
-                .is_ok(),
+        let mut inner = entry.lock();
+        match inner
+            .connection
+            .as_ref()
+            .map(|attached| attached.generation)
+        {
+            Some(generation) => {
+                entry.order_close(&mut inner, generation, reason);
+                true
+            }
             None => false,
         }
     }
@@ -1536,9 +1531,11 @@ impl Broker {
             };
             let mut inner = entry.lock();
             if let Some(attached) = inner.connection.take() {
-                let _ = attached
-                    .control
-                    .try_send(Control::Disconnect(ReasonCode::ADMINISTRATIVE_ACTION));
+                entry.order_close(
+                    &mut inner,
+                    attached.generation,
+                    ReasonCode::ADMINISTRATIVE_ACTION,
+                );
                 Metrics::decr(&self.metrics.connections_current);
             }
             inner.will = None;
@@ -1557,9 +1554,13 @@ impl Broker {
     /// Asks every connection to close with `reason` (shutdown).
     pub fn disconnect_all(&self, reason: ReasonCode) {
         for entry in self.sessions() {
-            let inner = entry.lock();
-            if let Some(attached) = &inner.connection {
-                let _ = attached.control.try_send(Control::Disconnect(reason));
+            let mut inner = entry.lock();
+            if let Some(generation) = inner
+                .connection
+                .as_ref()
+                .map(|attached| attached.generation)
+            {
+                entry.order_close(&mut inner, generation, reason);
             }
         }
     }

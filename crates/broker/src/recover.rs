@@ -239,7 +239,7 @@ impl Broker {
                 4 => switchboard_codec::ProtocolVersion::V3_1_1,
                 _ => switchboard_codec::ProtocolVersion::V5,
             };
-            let mut subscriptions = HashMap::new();
+            let mut subscriptions = std::collections::BTreeMap::new();
             for (filter, subscription) in stored.subscriptions() {
                 subscriptions.insert(
                     filter.clone(),
@@ -257,11 +257,12 @@ impl Broker {
                     session,
                     subscriptions: subscriptions.clone(),
                     connection: None,
+                    close_orders: Vec::new(),
                     version,
                     session_expiry,
                     expires_at,
                     will: None,
-                    pending_will: pending_will.clone(),
+                    pending_will: pending_will.clone().map(Box::new),
                     ended: false,
                     recorded: true,
                 },

@@ -135,3 +135,116 @@ fn a_staged_message_shares_its_payload_with_its_stored_form() {
     crate::persist::share_stored_payload(&mut handed_out, &records);
     assert!(!inside_stored(&handed_out));
 }
+
+/// Close orders: what a connection task finds after the broker orders its
+/// connection closed (the replacement of a control channel per connection).
+mod close_orders {
+    use std::time::Instant;
+
+    use std::sync::Arc;
+
+    use switchboard_codec::{Connect, ConnectProperties, ProtocolVersion, ReasonCode};
+
+    use crate::{Broker, CloseReason, ConnectRequest, Connected, Settings};
+
+    fn connect(broker: &Broker, client_id: &str) -> Connected {
+        let connect = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: false,
+            keep_alive: 0,
+            client_id: client_id.to_owned(),
+            will: None,
+            username: None,
+            password: None,
+            properties: ConnectProperties {
+                session_expiry_interval: Some(60),
+                ..ConnectProperties::default()
+            },
+        };
+        let request = ConnectRequest {
+            connect: &connect,
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1883)),
+            username: None,
+            realm: 0,
+        };
+        broker.connect(request, Instant::now()).unwrap()
+    }
+
+    fn broker() -> Broker {
+        let settings = Settings {
+            sys_interval: None,
+            ..Settings::default()
+        };
+        Broker::new(settings, Instant::now())
+    }
+
+    #[test]
+    fn none_without_an_order() {
+        let broker = broker();
+        let first = connect(&broker, "c");
+        assert_eq!(first.entry.close_order(first.generation), None);
+    }
+
+    #[test]
+    fn a_takeover_orders_only_the_old_connection_closed() {
+        // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E).
+        let broker = broker();
+        let first = connect(&broker, "c");
+        let second = connect(&broker, "c");
+        assert!(Arc::ptr_eq(&first.entry, &second.entry), "session resumed");
+        assert_eq!(second.entry.close_order(second.generation), None);
+        assert_eq!(
+            first.entry.close_order(first.generation),
+            Some(ReasonCode::SESSION_TAKEN_OVER)
+        );
+        // Taken once.
+        assert_eq!(first.entry.close_order(first.generation), None);
+    }
+
+    #[test]
+    fn a_kick_orders_the_attached_connection_closed() {
+        let broker = broker();
+        let first = connect(&broker, "c");
+        assert!(broker.kick("c", ReasonCode::ADMINISTRATIVE_ACTION));
+        assert!(!broker.kick("nobody", ReasonCode::ADMINISTRATIVE_ACTION));
+        assert_eq!(
+            first.entry.close_order(first.generation),
+            Some(ReasonCode::ADMINISTRATIVE_ACTION)
+        );
+    }
+
+    #[test]
+    fn an_order_left_untaken_is_forgotten_when_the_connection_ends() {
+        let broker = broker();
+        let first = connect(&broker, "c");
+        broker.disconnect_all(ReasonCode::SERVER_SHUTTING_DOWN);
+        broker.disconnected(
+            &first.entry,
+            first.generation,
+            CloseReason::Abnormal,
+            Instant::now(),
+        );
+        assert_eq!(first.entry.close_order(first.generation), None);
+        assert!(first.entry.lock().close_orders.is_empty());
+    }
+
+    #[test]
+    fn an_order_wakes_a_waiting_connection_task() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let broker = broker();
+        let first = connect(&broker, "c");
+        let notified = first.entry.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(notified.as_mut().poll(&mut context).is_pending());
+        assert!(broker.kick("c", ReasonCode::ADMINISTRATIVE_ACTION));
+        assert!(notified.as_mut().poll(&mut context).is_ready());
+        assert_eq!(
+            first.entry.close_order(first.generation),
+            Some(ReasonCode::ADMINISTRATIVE_ACTION)
+        );
+    }
+}

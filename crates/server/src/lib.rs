@@ -420,6 +420,17 @@ impl Server {
             ));
         }
         tracker.spawn(tick_loop(self.shared.clone(), cancel.clone()));
+        // Connection tasks keep no cancellation future of their own (72 bytes
+        // in each idle task): at shutdown every attached one is ordered closed
+        // through its session, the wake-up it waits on anyway.
+        let shared = self.shared.clone();
+        let watched = cancel.clone();
+        tracker.spawn(async move {
+            watched.cancelled().await;
+            shared
+                .broker
+                .disconnect_all(switchboard_codec::ReasonCode::SERVER_SHUTTING_DOWN);
+        });
         if self.shared.broker.store().is_some() {
             tracker.spawn(checkpoint_loop(self.shared.clone(), cancel.clone()));
         }
@@ -496,19 +507,20 @@ impl RunningServer {
             return client;
         };
         let shared = self.shared.clone();
-        let cancel = self.cancel.child_token();
-        self.tracker.spawn(async move {
-            connection::run(
-                server,
+        let cancel = self.cancel.clone();
+        self.tracker
+            .spawn(connection::serve(Box::new(connection::Setup {
+                stream: server,
                 peer,
                 shared,
                 cancel,
                 policy,
-                auth::CertificateUser::NotUsed,
-            )
-            .await;
-            drop(permit);
-        });
+                certificate: auth::CertificateUser::NotUsed,
+                guards: Guards {
+                    _listener: None,
+                    _permits: [permit, None],
+                },
+            })));
         client
     }
 
@@ -601,16 +613,34 @@ async fn accept_loop(
         switchboard_broker::Metrics::incr(&stats.connections_total);
         let open = ListenerConnection::open(stats.clone());
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let cancel = cancel.child_token();
-        let transport = bound.transport.clone();
-        let policy = bound.policy.clone();
-        tracker.spawn(async move {
-            transport::serve(stream, peer, transport, shared, cancel, policy).await;
-            drop(open);
-            drop(permits);
+        // One pointer for all the connection needs (see `connection::Setup`).
+        // A clone of the server's token, not a child token: only the server's
+        // is ever cancelled, and a child costs a 112-byte tree node per
+        // connection.
+        let setup = Box::new(connection::Setup {
+            stream,
+            peer,
+            shared: shared.clone(),
+            cancel: cancel.clone(),
+            policy: bound.policy.clone(),
+            certificate: auth::CertificateUser::NotUsed,
+            guards: Guards {
+                _listener: Some(open),
+                _permits: [permits.0, permits.1],
+            },
         });
+        tracker.spawn(transport::serve(bound.transport.clone(), setup));
     }
+}
+
+/// What must live exactly as long as a connection: its places in the
+/// connection limits and in its listener's count. Carried in the
+/// connection's `Setup` and then its `Link` rather than in the spawned
+/// future: tokio rounds every task up to a multiple of 128 bytes, and these
+/// 40 bytes tipped an idle connection's task into the next size.
+pub(crate) struct Guards {
+    _listener: Option<ListenerConnection>,
+    _permits: [Option<tokio::sync::OwnedSemaphorePermit>; 2],
 }
 
 /// One socket counted in its listener's `connections_current`, for as long

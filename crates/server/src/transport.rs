@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use switchboard_broker::{ListenerStats, Metrics};
 
 use crate::auth::CertificateUser;
-use crate::{connection, websocket, ListenerKind, ListenerPolicy, Shared};
+use crate::connection::{self, Setup};
+use crate::{websocket, ListenerKind, Shared};
 
 /// What a listener's connections need to set up their transport.
 #[derive(Debug)]
@@ -32,45 +33,57 @@ pub(crate) struct Transport {
     pub(crate) stats: Arc<ListenerStats>,
 }
 
-/// Sets up the transport on `stream` and serves the connection on it.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    transport: Arc<Transport>,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    policy: Arc<ListenerPolicy>,
-) {
-    let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
+/// Sets up the transport on the accepted stream and serves the connection on
+/// it. `setup.certificate` is ignored: the TLS handshake decides it.
+pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>>) {
     match (&transport.kind, &transport.tls) {
-        (ListenerKind::Tcp, _) => {
-            connection::run(
-                stream,
-                peer,
-                shared,
-                cancel,
-                policy,
-                CertificateUser::NotUsed,
-            )
-            .await;
-        }
+        (ListenerKind::Tcp, _) => connection::serve(setup).await,
         // The other transports are boxed: a task's future is as large as its
         // largest variant and lives as long as the connection, so inline TLS and
         // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    policy,
+                    guards,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
                 let Some(stream) =
                     handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
                 else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                connection::run(stream, peer, shared, cancel, policy, user).await;
+                connection::serve(Box::new(Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    policy,
+                    certificate: user,
+                    guards,
+                }))
+                .await;
             })
             .await;
         }
         (ListenerKind::Ws(options), _) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    policy,
+                    guards,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
                 let Some(stream) = upgrade(
                     &transport, &shared, stream, options, peer, deadline, &cancel,
                 )
@@ -78,20 +91,31 @@ pub(crate) async fn serve(
                 else {
                     return;
                 };
-                connection::run(
+                connection::serve(Box::new(Setup {
                     stream,
                     peer,
                     shared,
                     cancel,
                     policy,
-                    CertificateUser::NotUsed,
-                )
+                    certificate: CertificateUser::NotUsed,
+                    guards,
+                }))
                 .await;
             })
             .await;
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
             Box::pin(async {
+                let Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    policy,
+                    guards,
+                    ..
+                } = *setup;
+                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
                 let Some(stream) =
                     handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
                 else {
@@ -105,14 +129,23 @@ pub(crate) async fn serve(
                 else {
                     return;
                 };
-                connection::run(stream, peer, shared, cancel, policy, user).await;
+                connection::serve(Box::new(Setup {
+                    stream,
+                    peer,
+                    shared,
+                    cancel,
+                    policy,
+                    certificate: user,
+                    guards,
+                }))
+                .await;
             })
             .await;
         }
         (ListenerKind::Tls(_) | ListenerKind::Wss(..), None) => {
             // `Server::bind` loads the TLS configuration of every tls and wss
             // listener; without one there is nothing safe to do but close.
-            tracing::error!(%peer, "TLS listener without a TLS configuration; closing");
+            tracing::error!(peer = %setup.peer, "TLS listener without a TLS configuration; closing");
         }
     }
 }

@@ -63,13 +63,22 @@ pub(crate) struct Entry {
 
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
+    /// The flows, boxed and made on the first send: a session with nothing
+    /// in flight (every QoS 0 or idle client, for most of its life) holds
+    /// one pointer instead of two empty containers, and the box is freed
+    /// again when the last flow ends.
+    flows: Option<Box<Flows>>,
+    next_sequence: u64,
+    /// Where the search for a free packet id starts; never 0 ([MQTT-2.2.1-4]).
+    next_packet_id: u16,
+}
+
+#[derive(Debug, Default)]
+struct Flows {
     entries: PacketIdMap<Entry>,
     /// `(sequence, packet_id)` in send order, with stale records (see the
     /// module doc).
     order: VecDeque<(u64, u16)>,
-    next_sequence: u64,
-    /// Where the search for a free packet id starts; never 0 ([MQTT-2.2.1-4]).
-    next_packet_id: u16,
 }
 
 impl InFlight {
@@ -81,21 +90,20 @@ impl InFlight {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.flows.as_ref().map_or(0, |flows| flows.entries.len())
     }
 
     pub(crate) fn get(&self, packet_id: u16) -> Option<&Entry> {
-        self.entries.get(&packet_id)
+        self.flows.as_ref()?.entries.get(&packet_id)
     }
 
     pub(crate) fn get_mut(&mut self, packet_id: u16) -> Option<&mut Entry> {
-        self.entries.get_mut(&packet_id)
+        self.flows.as_mut()?.entries.get_mut(&packet_id)
     }
 
     /// True when `(sequence, packet_id)` names a live entry.
     pub(crate) fn is_live(&self, sequence: u64, packet_id: u16) -> bool {
-        self.entries
-            .get(&packet_id)
+        self.get(packet_id)
             .is_some_and(|entry| entry.sequence == sequence)
     }
 
@@ -105,15 +113,31 @@ impl InFlight {
     /// as possible and, with acknowledgements in order, the first candidate is
     /// free. Worst case (nearly every id taken) it scans the taken ones once.
     pub(crate) fn allocate_packet_id(&mut self) -> Option<u16> {
-        if self.entries.len() >= usize::from(u16::MAX) {
+        if self.len() >= usize::from(u16::MAX) {
             return None;
         }
         loop {
             let candidate = self.next_packet_id;
             self.next_packet_id = candidate.checked_add(1).unwrap_or(1);
-            if candidate != 0 && !self.entries.contains_key(&candidate) {
+            if candidate != 0 && self.get(candidate).is_none() {
                 return Some(candidate);
             }
+        }
+    }
+
+    /// The flows, made if there are none yet.
+    fn flows_mut(&mut self) -> &mut Flows {
+        self.flows.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the flows once none is left (stale order records included).
+    fn release_if_empty(&mut self) {
+        if self
+            .flows
+            .as_ref()
+            .is_some_and(|flows| flows.entries.is_empty())
+        {
+            self.flows = None;
         }
     }
 
@@ -127,7 +151,8 @@ impl InFlight {
     ) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        self.entries.insert(
+        let flows = self.flows_mut();
+        flows.entries.insert(
             packet_id,
             Entry {
                 sequence,
@@ -136,7 +161,7 @@ impl InFlight {
                 state: FlowState::Unacknowledged(delivery),
             },
         );
-        self.order.push_back((sequence, packet_id));
+        flows.order.push_back((sequence, packet_id));
         sequence
     }
 
@@ -148,7 +173,9 @@ impl InFlight {
     pub(crate) fn restore(&mut self, packet_id: u16, state: FlowState) -> Option<Entry> {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        let replaced = self.entries.insert(
+        self.next_packet_id = packet_id.checked_add(1).unwrap_or(1);
+        let flows = self.flows_mut();
+        let replaced = flows.entries.insert(
             packet_id,
             Entry {
                 sequence,
@@ -157,8 +184,7 @@ impl InFlight {
                 state,
             },
         );
-        self.order.push_back((sequence, packet_id));
-        self.next_packet_id = packet_id.checked_add(1).unwrap_or(1);
+        flows.order.push_back((sequence, packet_id));
         if replaced.is_some() {
             self.tidy_order();
         }
@@ -167,34 +193,45 @@ impl InFlight {
 
     /// Ends the flow of `packet_id`, freeing the id.
     pub(crate) fn remove(&mut self, packet_id: u16) -> Option<Entry> {
-        let entry = self.entries.remove(&packet_id)?;
+        let entry = self.flows.as_mut()?.entries.remove(&packet_id)?;
         self.tidy_order();
+        self.release_if_empty();
         Some(entry)
     }
 
     /// Pops stale records off the front and sweeps when they outnumber the
     /// live ones (amortised O(1), see the module doc).
     fn tidy_order(&mut self) {
-        while let Some(&(sequence, packet_id)) = self.order.front() {
-            if self.is_live(sequence, packet_id) {
+        let Some(flows) = self.flows.as_mut() else {
+            return;
+        };
+        while let Some(&(sequence, packet_id)) = flows.order.front() {
+            if flows
+                .entries
+                .get(&packet_id)
+                .is_some_and(|entry| entry.sequence == sequence)
+            {
                 break;
             }
-            self.order.pop_front();
+            flows.order.pop_front();
         }
-        let limit = self
+        let limit = flows
             .entries
             .len()
             .saturating_mul(2)
             .saturating_add(ORDER_SWEEP_SLACK);
-        if self.order.len() > limit {
+        if flows.order.len() > limit {
             self.sweep_order();
         }
     }
 
     /// Drops every stale record from `order`. O(order length).
     pub(crate) fn sweep_order(&mut self) {
-        let entries = &self.entries;
-        self.order.retain(|&(sequence, packet_id)| {
+        let Some(flows) = self.flows.as_mut() else {
+            return;
+        };
+        let entries = &flows.entries;
+        flows.order.retain(|&(sequence, packet_id)| {
             entries
                 .get(&packet_id)
                 .is_some_and(|entry| entry.sequence == sequence)
@@ -205,9 +242,9 @@ impl InFlight {
     /// [`InFlight::sweep_order`] first if only live records are wanted
     /// without checking [`InFlight::is_live`].
     pub(crate) fn order(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
-        self.order
+        self.flows
             .iter()
-            .copied()
+            .flat_map(|flows| flows.order.iter().copied())
             .filter(|&(sequence, packet_id)| self.is_live(sequence, packet_id))
     }
 
@@ -219,8 +256,11 @@ impl InFlight {
         mut take: impl FnMut(&Entry) -> bool,
     ) -> Vec<(u16, Entry)> {
         let mut taken = Vec::new();
-        let entries = &mut self.entries;
-        self.order.retain(|&(sequence, packet_id)| {
+        let Some(flows) = self.flows.as_mut() else {
+            return taken;
+        };
+        let entries = &mut flows.entries;
+        flows.order.retain(|&(sequence, packet_id)| {
             let Some(entry) = entries.get(&packet_id) else {
                 return false;
             };
@@ -235,18 +275,20 @@ impl InFlight {
             }
             false
         });
+        self.release_if_empty();
         taken
     }
 
     /// Forgets everything; packet id allocation carries on where it was.
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
+        self.flows = None;
     }
 
     /// Iterates over every live entry, in no particular order.
     pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
-        self.entries.values_mut()
+        self.flows
+            .iter_mut()
+            .flat_map(|flows| flows.entries.values_mut())
     }
 
     /// Moves the packet id search; lets tests reach the wrap-around quickly.
@@ -257,7 +299,7 @@ impl InFlight {
 
     #[cfg(test)]
     pub(crate) fn order_records(&self) -> usize {
-        self.order.len()
+        self.flows.as_ref().map_or(0, |flows| flows.order.len())
     }
 }
 
