@@ -3,7 +3,7 @@
 //! matching a topic against a growing set of subscriptions.
 //!
 //! Sessions are attached through `Broker::connect`, as a connection would do,
-//! with control channels nobody reads. Each measured iteration publishes one
+//! with no task waiting on their wake-ups. Each measured iteration publishes one
 //! QoS 0 message; the queues are drained outside the timing, so every
 //! iteration delivers to empty queues (no drops, no queue growth).
 #![allow(clippy::expect_used)]
@@ -168,5 +168,66 @@ fn matching(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fan_out, matching);
+/// Routing on one thread against two, each thread publishing to a topic of
+/// its own with a subscriber of its own (drained every 64 messages, as its
+/// connection would): what a second core adds when nothing is shared but
+/// the broker itself (the subscription index, the registry, the counters).
+/// The network bench cannot show this on a two-core machine, where the load
+/// generator needs one of the cores.
+fn parallel_routing(criterion: &mut Criterion) {
+    const PER_THREAD: usize = 20_000;
+    let now = Instant::now();
+    let broker = broker();
+    let clients: Vec<Client> = (0..2)
+        .map(|index| {
+            let client = connect(&broker, format!("pair-{index}"), now);
+            subscribe(&broker, &client, format!("bench/pair/{index}"), now);
+            client
+        })
+        .collect();
+    let mut group = criterion.benchmark_group("parallel_routing");
+    for threads in [1usize, 2] {
+        group.throughput(criterion::Throughput::Elements(
+            (threads * PER_THREAD) as u64,
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("publish_and_drain", threads),
+            &threads,
+            |bencher, &threads| {
+                bencher.iter_custom(|iterations| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let start = Instant::now();
+                        std::thread::scope(|scope| {
+                            for client in clients.iter().take(threads) {
+                                let broker = &broker;
+                                scope.spawn(move || {
+                                    let topic = client
+                                        .connected
+                                        .entry
+                                        .client_id()
+                                        .replace("pair-", "bench/pair/");
+                                    let mut out = Vec::new();
+                                    for sent in 1..=PER_THREAD {
+                                        let delivered = broker.publish(None, message(&topic), now);
+                                        assert_eq!(delivered, 1);
+                                        if sent % 64 == 0 {
+                                            drain(std::slice::from_ref(client), now, &mut out);
+                                        }
+                                    }
+                                    drain(std::slice::from_ref(client), now, &mut out);
+                                });
+                            }
+                        });
+                        total += start.elapsed();
+                    }
+                    total
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, matching, parallel_routing);
 criterion_main!(benches);

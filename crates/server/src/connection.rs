@@ -366,7 +366,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
             if let Some(close) = self.connection.ordered_close(&self.cancel) {
                 return close;
             }
-            if self.write_buffer.len() < WRITE_HIGH_WATER {
+            // Queued messages stay queued while the store holds the most passes
+            // (what is pulled then would wait in them, outside the queue's bounds).
+            if self.write_buffer.len() < WRITE_HIGH_WATER
+                && self.connection.pending.len() < MAX_PENDING_PASSES
+            {
                 if let Err(close) = self.connection.pull_messages(&mut self.write_buffer) {
                     return close;
                 }
