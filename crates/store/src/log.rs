@@ -849,6 +849,15 @@ impl Writer {
             };
             match command {
                 Command::Append(first) => {
+                    if first.detached {
+                        // Nobody waits for a detached append: let the
+                        // threads that are appending run on first, so that
+                        // this batch takes more of their records (on a
+                        // busy core, one wake-up and one write per batch
+                        // rather than per append). Returns at once when no
+                        // other thread wants this core.
+                        std::thread::yield_now();
+                    }
                     let mut size = first.body.len();
                     let mut appends = vec![first];
                     loop {

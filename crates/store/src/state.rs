@@ -64,7 +64,7 @@
 //!   safe (a later `Message` replaces the content), but the simplest rule is
 //!   to start the id counter above [`State::max_message_id`] and never reuse.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
@@ -890,24 +890,41 @@ impl Hasher for IdHasher {
 
 /// A map that remembers insertion order: the session queue (by message id)
 /// and the outbound window (by packet id). Removing by key and iterating in
-/// order are both cheap, so a long queue is rebuilt in O(n log n), not
-/// O(n^2). Equality compares the ordered contents, not the positions.
+/// order are both cheap, so a long queue is rebuilt in O(n), not O(n^2).
+/// Equality compares the ordered contents, not the positions.
+///
+/// Entries sit in a deque of slots, in insertion order; a removed entry
+/// leaves an empty slot. Empty slots at either end are dropped at once, so a
+/// queue drained from the front (the usual case: oldest first) never holds
+/// any; empty slots in the middle are squeezed out once they outnumber the
+/// entries (see [`Ordered::compact`]), so the deque stays within a small
+/// multiple of the live entries and each operation is O(1) amortised. The
+/// commit thread applies a queue or outbound change for every record of a
+/// QoS 1/2 delivery; a B-tree keyed by position cost it several node
+/// searches and element moves per record.
 #[derive(Debug, Clone)]
 struct Ordered<K, V> {
-    next_position: u64,
-    by_position: BTreeMap<u64, (K, V)>,
+    /// The position of the first slot: positions only grow (until a
+    /// compaction renumbers them), so the slot of position `p` is
+    /// `p - first_position`.
+    first_position: u64,
+    slots: VecDeque<Option<(K, V)>>,
     position: HashMap<K, u64, BuildHasherDefault<IdHasher>>,
 }
 
 impl<K, V> Default for Ordered<K, V> {
     fn default() -> Self {
         Ordered {
-            next_position: 0,
-            by_position: BTreeMap::new(),
+            first_position: 0,
+            slots: VecDeque::new(),
             position: HashMap::default(),
         }
     }
 }
+
+/// Empty slots tolerated beyond twice the entries before a compaction: a
+/// small map is not compacted at every removal.
+const ORDERED_SLACK: usize = 32;
 
 impl<K: std::hash::Hash + Eq + Copy, V> Ordered<K, V> {
     /// Appends unless the key is present; true if appended.
@@ -915,16 +932,20 @@ impl<K: std::hash::Hash + Eq + Copy, V> Ordered<K, V> {
         if self.position.contains_key(&key) {
             return false;
         }
-        let position = self.next_position;
-        self.next_position += 1;
+        let position = self.first_position + self.slots.len() as u64;
         self.position.insert(key, position);
-        self.by_position.insert(position, (key, value));
+        self.slots.push_back(Some((key, value)));
         true
     }
 
+    /// The slot index of a position.
+    fn index(&self, position: u64) -> Option<usize> {
+        usize::try_from(position.checked_sub(self.first_position)?).ok()
+    }
+
     fn get(&self, key: &K) -> Option<&V> {
-        let position = self.position.get(key)?;
-        self.by_position.get(position).map(|(_, value)| value)
+        let index = self.index(*self.position.get(key)?)?;
+        self.slots.get(index)?.as_ref().map(|(_, value)| value)
     }
 
     /// Puts `key` last with `value`; returns the value it replaced.
@@ -936,7 +957,32 @@ impl<K: std::hash::Hash + Eq + Copy, V> Ordered<K, V> {
 
     fn remove(&mut self, key: &K) -> Option<V> {
         let position = self.position.remove(key)?;
-        self.by_position.remove(&position).map(|(_, value)| value)
+        let index = self.index(position)?;
+        let (_, value) = self.slots.get_mut(index)?.take()?;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.first_position += 1;
+        }
+        while matches!(self.slots.back(), Some(None)) {
+            self.slots.pop_back();
+        }
+        if self.slots.len() > self.position.len() * 2 + ORDERED_SLACK {
+            self.compact();
+        }
+        Some(value)
+    }
+
+    /// Drops the empty slots and renumbers the entries from 0, in order.
+    /// O(n), done only once the empty slots outnumber the entries by
+    /// [`ORDERED_SLACK`], so at least that many removals apart.
+    fn compact(&mut self) {
+        self.slots.retain(Option::is_some);
+        self.first_position = 0;
+        for (position, slot) in (0u64..).zip(self.slots.iter()) {
+            if let Some((key, _)) = slot {
+                self.position.insert(*key, position);
+            }
+        }
     }
 
     fn len(&self) -> usize {
@@ -944,21 +990,22 @@ impl<K: std::hash::Hash + Eq + Copy, V> Ordered<K, V> {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.by_position.values().map(|(key, value)| (key, value))
+        self.slots.iter().flatten().map(|(key, value)| (key, value))
     }
 
     fn values(&self) -> impl Iterator<Item = &V> + '_ {
-        self.by_position.values().map(|(_, value)| value)
+        self.slots.iter().flatten().map(|(_, value)| value)
     }
 }
 
 impl<K: PartialEq, V: PartialEq> PartialEq for Ordered<K, V> {
     fn eq(&self, other: &Self) -> bool {
-        self.by_position.len() == other.by_position.len()
+        self.position.len() == other.position.len()
             && self
-                .by_position
-                .values()
-                .zip(other.by_position.values())
+                .slots
+                .iter()
+                .flatten()
+                .zip(other.slots.iter().flatten())
                 .all(|(a, b)| a == b)
     }
 }

@@ -539,3 +539,67 @@ proptest! {
         prop_assert_eq!(state, truth);
     }
 }
+
+/// One operation on an [`Ordered`] map, for the model test below.
+#[derive(Debug, Clone)]
+enum OrderedOperation {
+    Insert(u16, u32),
+    MoveToEnd(u16, u32),
+    Remove(u16),
+}
+
+fn ordered_operation() -> impl Strategy<Value = OrderedOperation> {
+    // Few keys, so that removals and re-insertions of the same key are
+    // frequent; long runs, so that compactions happen.
+    prop_oneof![
+        (0u16..80, any::<u32>()).prop_map(|(key, value)| OrderedOperation::Insert(key, value)),
+        (0u16..80, any::<u32>()).prop_map(|(key, value)| OrderedOperation::MoveToEnd(key, value)),
+        (0u16..80).prop_map(OrderedOperation::Remove),
+    ]
+}
+
+proptest! {
+    /// `Ordered` behaves like a list of (key, value) in insertion order with
+    /// unique keys, whatever the removals, compactions and trimming of empty
+    /// slots do to positions.
+    #[test]
+    fn ordered_matches_an_insertion_ordered_list(
+        operations in proptest::collection::vec(ordered_operation(), 0..600)
+    ) {
+        let mut ordered: Ordered<u16, u32> = Ordered::default();
+        let mut model: Vec<(u16, u32)> = Vec::new();
+        for operation in operations {
+            match operation {
+                OrderedOperation::Insert(key, value) => {
+                    let absent = !model.iter().any(|(k, _)| *k == key);
+                    if absent {
+                        model.push((key, value));
+                    }
+                    prop_assert_eq!(ordered.insert_if_absent(key, value), absent);
+                }
+                OrderedOperation::MoveToEnd(key, value) => {
+                    let previous = model
+                        .iter()
+                        .position(|(k, _)| *k == key)
+                        .map(|index| model.remove(index).1);
+                    model.push((key, value));
+                    prop_assert_eq!(ordered.move_to_end(key, value), previous);
+                }
+                OrderedOperation::Remove(key) => {
+                    let previous = model
+                        .iter()
+                        .position(|(k, _)| *k == key)
+                        .map(|index| model.remove(index).1);
+                    prop_assert_eq!(ordered.remove(&key), previous);
+                }
+            }
+            prop_assert_eq!(ordered.len(), model.len());
+            let contents: Vec<(u16, u32)> = ordered.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(&contents, &model);
+            for (key, value) in &model {
+                prop_assert_eq!(ordered.get(key), Some(value));
+            }
+            prop_assert!(ordered.slots.len() <= ordered.len() * 2 + ORDERED_SLACK);
+        }
+    }
+}
