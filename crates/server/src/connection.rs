@@ -97,6 +97,52 @@ pub(crate) struct Setup<S> {
     pub(crate) guards: Guards,
 }
 
+impl<S> Setup<S> {
+    /// Takes the stream out, for a transport handshake (TLS, WebSocket) that
+    /// turns it into another; [`Setup::with_stream`] puts the result back.
+    pub(crate) fn take_stream(self) -> (S, Setup<()>) {
+        let Setup {
+            stream,
+            peer,
+            shared,
+            cancel,
+            policy,
+            certificate,
+            guards,
+        } = self;
+        let rest = Setup {
+            stream: (),
+            peer,
+            shared,
+            cancel,
+            policy,
+            certificate,
+            guards,
+        };
+        (stream, rest)
+    }
+}
+
+impl Setup<()> {
+    /// The connection on the stream a handshake made, with the user name
+    /// its client certificate gives.
+    pub(crate) fn with_stream<T>(
+        self,
+        stream: T,
+        certificate: crate::auth::CertificateUser,
+    ) -> Box<Setup<T>> {
+        Box::new(Setup {
+            stream,
+            peer: self.peer,
+            shared: self.shared,
+            cancel: self.cancel,
+            policy: self.policy,
+            certificate,
+            guards: self.guards,
+        })
+    }
+}
+
 /// A connected client: everything its task needs between packets, in one
 /// heap block. The task's own future holds only this pointer and the state
 /// of the wait (see [`Connection::serve`]); the set-up (CONNECT, login, the

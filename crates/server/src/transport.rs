@@ -21,7 +21,7 @@ use switchboard_broker::{ListenerStats, Metrics};
 
 use crate::auth::CertificateUser;
 use crate::connection::{self, Setup};
-use crate::{websocket, ListenerKind, Shared};
+use crate::{websocket, ListenerKind};
 
 /// What a listener's connections need to set up their transport.
 #[derive(Debug)]
@@ -43,102 +43,43 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
         // WebSocket state would cost every plain TCP connection as much.
         (ListenerKind::Tls(_), Some(tls)) => {
             Box::pin(async {
-                let Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    guards,
-                    ..
-                } = *setup;
-                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
-                let Some(stream) =
-                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
+                let (stream, setup) = setup.take_stream();
+                let deadline = handshake_deadline(&setup);
+                let Some(stream) = handshake(&transport, tls, &setup, stream, deadline).await
                 else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                connection::serve(Box::new(Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    certificate: user,
-                    guards,
-                }))
-                .await;
+                connection::serve(setup.with_stream(stream, user)).await;
             })
             .await;
         }
         (ListenerKind::Ws(options), _) => {
             Box::pin(async {
-                let Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    guards,
-                    ..
-                } = *setup;
-                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
-                let Some(stream) = upgrade(
-                    &transport, &shared, stream, options, peer, deadline, &cancel,
-                )
-                .await
+                let (stream, setup) = setup.take_stream();
+                let deadline = handshake_deadline(&setup);
+                let Some(stream) = upgrade(&transport, &setup, stream, options, deadline).await
                 else {
                     return;
                 };
-                connection::serve(Box::new(Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    certificate: CertificateUser::NotUsed,
-                    guards,
-                }))
-                .await;
+                connection::serve(setup.with_stream(stream, CertificateUser::NotUsed)).await;
             })
             .await;
         }
         (ListenerKind::Wss(_, options), Some(tls)) => {
             Box::pin(async {
-                let Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    guards,
-                    ..
-                } = *setup;
-                let deadline = tokio::time::Instant::now() + shared.options.connect_timeout;
-                let Some(stream) =
-                    handshake(&transport, tls, &shared, stream, peer, deadline, &cancel).await
+                let (stream, setup) = setup.take_stream();
+                let deadline = handshake_deadline(&setup);
+                let Some(stream) = handshake(&transport, tls, &setup, stream, deadline).await
                 else {
                     return;
                 };
                 let user = certificate_user(tls, &stream);
-                let Some(stream) = upgrade(
-                    &transport, &shared, stream, options, peer, deadline, &cancel,
-                )
-                .await
+                let Some(stream) = upgrade(&transport, &setup, stream, options, deadline).await
                 else {
                     return;
                 };
-                connection::serve(Box::new(Setup {
-                    stream,
-                    peer,
-                    shared,
-                    cancel,
-                    policy,
-                    certificate: user,
-                    guards,
-                }))
-                .await;
+                connection::serve(setup.with_stream(stream, user)).await;
             })
             .await;
         }
@@ -150,22 +91,32 @@ pub(crate) async fn serve(transport: Arc<Transport>, setup: Box<Setup<TcpStream>
     }
 }
 
+/// One deadline for all the handshakes of a connection together.
+fn handshake_deadline(setup: &Setup<()>) -> tokio::time::Instant {
+    tokio::time::Instant::now() + setup.shared.options.connect_timeout
+}
+
 /// The TLS handshake, with the certificate current at its start. A failure
 /// (an error or the deadline) is counted globally and for the listener.
 async fn handshake(
     transport: &Transport,
     tls: &TlsListener,
-    shared: &Shared,
+    setup: &Setup<()>,
     stream: TcpStream,
-    peer: SocketAddr,
     deadline: tokio::time::Instant,
-    cancel: &CancellationToken,
 ) -> Option<TlsStream<TcpStream>> {
     let accept = tls.acceptor().accept(stream);
-    within(deadline, cancel, peer, "TLS handshake", accept, |_| {
-        Metrics::incr(&shared.broker.metrics().tls_handshake_failures);
-        Metrics::incr(&transport.stats.tls_handshake_failures);
-    })
+    within(
+        deadline,
+        &setup.cancel,
+        setup.peer,
+        "TLS handshake",
+        accept,
+        |_| {
+            Metrics::incr(&setup.shared.broker.metrics().tls_handshake_failures);
+            Metrics::incr(&transport.stats.tls_handshake_failures);
+        },
+    )
     .await
 }
 
@@ -173,22 +124,21 @@ async fn handshake(
 /// globally and for the listener.
 async fn upgrade<S>(
     transport: &Transport,
-    shared: &Shared,
+    setup: &Setup<()>,
     stream: S,
     options: &websocket::WebSocketOptions,
-    peer: SocketAddr,
     deadline: tokio::time::Instant,
-    cancel: &CancellationToken,
 ) -> Option<websocket::WebSocketIo<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let shared = &setup.shared;
     let max_packet_size = shared.options.broker.max_packet_size;
     let accept = websocket::accept(stream, options, max_packet_size);
     let (stream, _) = within(
         deadline,
-        cancel,
-        peer,
+        &setup.cancel,
+        setup.peer,
         "WebSocket upgrade",
         accept,
         |error| {
