@@ -1157,24 +1157,7 @@ impl Connection {
         let broker = self.shared.broker.clone();
         let metrics = broker.metrics();
         let error = match result {
-            Ok(()) if self.refused_qos2.is_empty() => {
-                for item in held {
-                    match item {
-                        Held::Packet(packet) => push(
-                            write_buffer,
-                            &packet,
-                            self.version,
-                            metrics,
-                            self.client_limit,
-                        ),
-                        Held::Deliver { route, message } => {
-                            broker.deliver_route(route, message, now());
-                        }
-                    }
-                }
-                return Ok(());
-            }
-            Ok(()) => return self.release_after_refusal(held, write_buffer),
+            Ok(()) => return self.release_durable(held, write_buffer),
             Err(error) => error,
         };
         // Nothing held may claim success now: messages are refused (v5 reason
@@ -1244,10 +1227,12 @@ impl Connection {
         }
     }
 
-    /// Releases a durable pass that follows a refused one: as usual, except
-    /// that a PUBREC for an inbound QoS 2 id the refusal abandoned is refused
-    /// too (see [`Connection::refused_qos2`]).
-    fn release_after_refusal(
+    /// Releases a pass whose batch (and every one before it) is durable:
+    /// packets go out, messages to their subscribers. Only after a refused
+    /// pass with later ones pending is anything still refused: a PUBREC for
+    /// an inbound QoS 2 id that refusal abandoned (see
+    /// [`Connection::refused_qos2`], empty otherwise).
+    fn release_durable(
         &mut self,
         held: Vec<Held>,
         write_buffer: &mut BytesMut,

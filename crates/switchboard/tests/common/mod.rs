@@ -275,44 +275,7 @@ pub struct Sub {
 
 impl Sub {
     pub fn start(broker: &Broker, args: &[&str]) -> Sub {
-        require("mosquitto_sub");
-        // stdbuf: mosquitto_sub's stdout is a pipe here, which libc would buffer
-        // fully; line buffering lets us see the SUBACK as it happens.
-        let mut child = Command::new("stdbuf")
-            .args([
-                "-oL",
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &broker.port(),
-                "-d",
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto_sub");
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (subscribed_sender, subscribed) = mpsc::channel();
-        let writer = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("Client ") || line.starts_with("Subscribed (") {
-                    if line.contains("received SUBACK") {
-                        let _ = subscribed_sender.send(());
-                    }
-                    continue;
-                }
-                writer.lock().unwrap().push(line);
-            }
-        });
-        subscribed
-            .recv_timeout(GUARD)
-            .expect("mosquitto_sub never got its SUBACK");
-        Sub { child, lines }
+        Sub::start_at(broker.addr.port(), args)
     }
 
     /// Waits for the subscriber to exit by itself (`-C`, `-W`) and returns what it printed.
@@ -589,6 +552,8 @@ impl Sub {
     /// `--cafile` and friends in `args`).
     pub fn start_at(port: u16, args: &[&str]) -> Sub {
         require("mosquitto_sub");
+        // stdbuf: mosquitto_sub's stdout is a pipe here, which libc would buffer
+        // fully; line buffering lets us see the SUBACK as it happens.
         let mut child = Command::new("stdbuf")
             .args([
                 "-oL",
