@@ -163,6 +163,28 @@ impl Owner {
     }
 }
 
+/// Wakes a parked connection: one that waits without a task of its own
+/// while idle (the server's parking lot). The broker calls it, at most once
+/// per parking, when it gives the connection work; it must never block, and
+/// may be called with the session lock held (the lot's own lock is a leaf).
+pub trait Unpark: Send + Sync + std::fmt::Debug {
+    /// Resumes the connection parked under `token`, if it still is.
+    fn unpark(&self, token: u64);
+}
+
+/// A parked connection's place in its parking lot.
+#[derive(Debug)]
+pub struct ParkedAt {
+    pub lot: Arc<dyn Unpark>,
+    pub token: u64,
+}
+
+impl ParkedAt {
+    fn unpark(self) {
+        self.lot.unpark(self.token);
+    }
+}
+
 /// A subscription as the session remembers it (for listing, for removal on session
 /// end, and for retain handling 1).
 #[derive(Debug, Clone)]
@@ -194,6 +216,10 @@ pub(crate) struct SessionInner {
     /// [`SessionEntry::order_close`]). Empty, and unallocated, nearly always;
     /// at most one entry per connection task of this session.
     pub(crate) close_orders: Vec<(u64, ReasonCode)>,
+    /// Where the attached connection waits while parked (no task of its own;
+    /// see [`SessionEntry::park`]): whoever gives it work (a delivery, a
+    /// close order) takes this and unparks it. `None` while it runs.
+    pub(crate) parked: Option<ParkedAt>,
     pub(crate) version: ProtocolVersion,
     /// Seconds; `u32::MAX` = never expires.
     pub(crate) session_expiry: u32,
@@ -335,7 +361,44 @@ impl SessionEntry {
     /// leaves because its session was taken over calls this: the wake-up it
     /// may have consumed could have been meant for its successor.
     pub fn wake(&self) {
-        self.notify.notify_one();
+        let parked = self.lock().parked.take();
+        match parked {
+            Some(parked) => parked.unpark(),
+            None => self.notify.notify_one(),
+        }
+    }
+
+    /// Parks the connection of `generation`: from now on it has no task,
+    /// and whoever gives it work unparks it through `at` (a delivery queued
+    /// for it, a close order; its socket and keep alive the lot watches
+    /// itself). Refused (`false`) when that connection is no longer
+    /// attached, a close is ordered for it, or its session has something to
+    /// send: the task must then carry on. Checked under the session lock,
+    /// which every delivery and order takes, so none falls between the
+    /// check and the parking.
+    pub fn park(&self, generation: u64, at: ParkedAt) -> bool {
+        let mut inner = self.lock();
+        let attached = matches!(&inner.connection, Some(attached) if attached.generation == generation);
+        if !attached || self.close_pending.load(Ordering::Acquire) || inner.session.has_output() {
+            return false;
+        }
+        inner.parked = Some(at);
+        true
+    }
+
+    /// The connection parked under `token` runs again (its lot resumed it
+    /// for its socket or keep alive): forgets the mark, if still there.
+    pub fn unparked(&self, token: u64) {
+        let mut inner = self.lock();
+        if inner.parked.as_ref().is_some_and(|parked| parked.token == token) {
+            inner.parked = None;
+        }
+    }
+
+    /// Takes the parked connection's mark, to unpark it once the session
+    /// lock is released. Call with the lock held.
+    pub(crate) fn take_parked(inner: &mut SessionInner) -> Option<ParkedAt> {
+        inner.parked.take()
     }
 
     /// Orders the connection task of `generation` to close, telling a v5
@@ -361,6 +424,10 @@ impl SessionEntry {
         }
         self.close_pending.store(true, Ordering::Release);
         self.notify.notify_waiters();
+        // The lot's lock is a leaf: unparking under the session lock is allowed.
+        if let Some(parked) = inner.parked.take() {
+            parked.unpark();
+        }
     }
 
     /// The close ordered for the connection of `generation`, if any; taking

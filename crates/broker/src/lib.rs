@@ -39,7 +39,9 @@ use switchboard_session::{
 };
 use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
 
-pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord};
+pub use entry::{
+    ParkedAt, SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord, Unpark,
+};
 pub use metrics::{ListenerRegistry, ListenerStats, Metrics};
 pub use persist::Store;
 pub use settings::Settings;
@@ -575,6 +577,7 @@ impl Broker {
                             subscriptions: std::collections::BTreeMap::new(),
                             connection: None,
                             close_orders: Vec::new(),
+                            parked: None,
                             version,
                             session_expiry,
                             expires_at: None,
@@ -1102,7 +1105,7 @@ impl Broker {
         now: Instant,
         staged: Option<&mut Vec<Record>>,
     ) {
-        let (queued, attached, drops) = {
+        let (queued, attached, parked, drops) = {
             let mut inner = entry.lock();
             if inner.ended {
                 return;
@@ -1137,15 +1140,22 @@ impl Broker {
                 None if !records.is_empty() => self.append_detached(records),
                 None => {}
             }
+            let parked = if queued {
+                SessionEntry::take_parked(&mut inner)
+            } else {
+                None
+            };
             // The session counts every drop (this one, and expired messages it
             // discarded to make room); they are taken here or by the connection's poll.
-            (queued, attached, inner.session.take_drops())
+            (queued, attached, parked, inner.session.take_drops())
         };
         if !drops.is_empty() {
             self.metrics.record_drops(&drops);
         }
-        if queued && attached {
-            entry.notify.notify_one();
+        match parked {
+            Some(parked) => parked.lot.unpark(parked.token),
+            None if queued && attached => entry.notify.notify_one(),
+            None => {}
         }
     }
 

@@ -12,6 +12,12 @@ use switchboard_session::{DropCounts, DropReason};
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_current: AtomicU64,
+    /// Connections parked now: idle, waiting without a task of their own
+    /// (the server's parking lot).
+    pub connections_parked: AtomicU64,
+    /// Times an idle connection was parked, and resumed, since start.
+    pub parks: AtomicU64,
+    pub unparks: AtomicU64,
     pub connections_total: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,

@@ -258,6 +258,7 @@ impl Broker {
                     subscriptions: subscriptions.clone(),
                     connection: None,
                     close_orders: Vec::new(),
+                    parked: None,
                     version,
                     session_expiry,
                     expires_at,

@@ -140,6 +140,24 @@ pub(crate) fn render(state: &Console) -> String {
         get(&metrics.connections_current),
     );
     out.single(
+        "switchboard_connections_parked",
+        Gauge,
+        "MQTT connections parked now: idle, waiting without a task of their own.",
+        get(&metrics.connections_parked),
+    );
+    out.single(
+        "switchboard_connection_parks_total",
+        Counter,
+        "Times an idle connection was parked since start.",
+        get(&metrics.parks),
+    );
+    out.single(
+        "switchboard_connection_unparks_total",
+        Counter,
+        "Times a parked connection was resumed (for its socket, a delivery, a close order or its keep alive) since start.",
+        get(&metrics.unparks),
+    );
+    out.single(
         "switchboard_connections_total",
         Counter,
         "MQTT connections accepted (CONNECT succeeded) since start.",

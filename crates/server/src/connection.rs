@@ -143,6 +143,35 @@ impl Setup<()> {
     }
 }
 
+/// A byte stream a connection is served on. Only a plain TCP socket can be
+/// parked (see `crate::park`): TLS and WebSocket streams hold state of their
+/// own, and in-memory pipes have no socket to watch.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    /// Whether [`Stream::into_socket`] can succeed.
+    const PARKABLE: bool = false;
+
+    /// The bare socket, out of tokio's reactor, for parking; `Err(self)` for
+    /// streams that cannot park. The inner error: tokio could not let go of
+    /// the socket, which is then closed.
+    fn into_socket(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
+        Err(self)
+    }
+}
+
+impl Stream for tokio::net::TcpStream {
+    const PARKABLE: bool = true;
+
+    fn into_socket(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
+        Ok(self.into_std())
+    }
+}
+
+impl Stream for tokio::io::DuplexStream {}
+
+impl<S: Stream> Stream for tokio_rustls::server::TlsStream<S> {}
+
+impl<S: Stream> Stream for crate::websocket::WebSocketIo<S> {}
+
 /// A connected client: everything its task needs between packets, in one
 /// heap block. The task's own future holds only this pointer and the state
 /// of the wait (see [`Connection::serve`]); the set-up (CONNECT, login, the
@@ -160,35 +189,137 @@ struct Link<S> {
     /// Whether the last read filled the read buffer: the client is sending
     /// faster than one buffer per read, so keep a full-size buffer for it.
     read_full: bool,
+    /// When the connection last did anything (read, wrote, was woken): it
+    /// parks once idle for `park_idle_after` since then.
+    busy_at: Instant,
+    /// Whether it may park: not after being resumed until something happens
+    /// (a read, a write, a wake-up). A resumed connection's socket is
+    /// registered with tokio anew, and its readiness arrives only with the
+    /// reactor's next turn: parking again before that would never read what
+    /// woke it.
+    may_park: bool,
     /// Released when the connection ends, with this.
-    _guards: Guards,
+    guards: Guards,
+}
+
+/// How [`Link::serve`] ended.
+enum Exit {
+    Close(Close),
+    /// Idle for `park_idle_after`, with nothing held: park it.
+    Park,
+}
+
+/// A connected client parked while idle (see `crate::park`): its socket and
+/// what its next task needs, without buffers, registration or task.
+pub(crate) struct Parked {
+    socket: std::net::TcpStream,
+    peer: SocketAddr,
+    decoder: Decoder,
+    guards: Guards,
+    connection: ParkedConnection,
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Parked")
+            .field("peer", &self.peer)
+            .field("client_id", &self.connection.entry.client_id())
+            .field("generation", &self.connection.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parked {
+    pub(crate) fn socket(&self) -> &std::net::TcpStream {
+        &self.socket
+    }
+
+    /// When its keep alive runs out, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.connection.keep_alive.deadline()
+    }
+}
+
+/// What of a [`Connection`] outlives a pass: its state between packets.
+struct ParkedConnection {
+    shared: Arc<Shared>,
+    policy: Arc<crate::ListenerPolicy>,
+    entry: Arc<SessionEntry>,
+    generation: u64,
+    version: ProtocolVersion,
+    keep_alive: KeepAlive,
+    aliases: InboundAliases,
+    session_expiry_was_zero: bool,
+    request_problem_information: bool,
+    client_limit: Option<u32>,
+    username: Option<Arc<str>>,
+    message_rate: Option<Box<TokenBucket>>,
+    byte_rate: Option<Box<TokenBucket>>,
 }
 
 /// Serves one connection: set-up, the packet loop, the close.
 ///
 /// The stream may buffer writes (TLS, WebSocket): the task flushes it
 /// whenever its own write buffer has been handed over.
-pub(crate) async fn serve<S>(setup: Box<Setup<S>>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
+pub(crate) async fn serve<S: Stream>(setup: Box<Setup<S>>) {
     // Boxed: once the client is connected, the set-up's state is freed
     // rather than kept in every idle connection's task.
-    let Some(mut link) = Box::pin(establish(setup)).await else {
+    let Some(link) = Box::pin(establish(setup)).await else {
         return;
     };
-    let close = link.serve().await;
-    link.close(close).await;
+    run(link).await;
+}
+
+/// The connected client's packet loop, until it closes or parks.
+async fn run<S: Stream>(mut link: Box<Link<S>>) {
+    loop {
+        match link.serve().await {
+            Exit::Close(close) => {
+                link.close(close).await;
+                return;
+            }
+            Exit::Park => match link.park() {
+                Ok(()) => return,
+                Err(back) => link = back,
+            },
+        }
+    }
+}
+
+/// A parked connection's new task: from its parking lot, back to its
+/// packet loop (see `crate::park`).
+pub(crate) async fn resume(parked: Box<Parked>, token: u64) {
+    let entry = parked.connection.entry.clone();
+    entry.unparked(token);
+    let Some(cancel) = parked
+        .connection
+        .shared
+        .parking
+        .get()
+        .map(|lot| lot.cancel.clone())
+    else {
+        return;
+    };
+    match Link::unpark(parked, cancel) {
+        Ok(link) => run(link).await,
+        Err((error, connection)) => {
+            tracing::warn!(%error, client_id = %entry.client_id(), "cannot resume a parked connection; closing it");
+            connection.shared.broker.disconnected(
+                &entry,
+                connection.generation,
+                CloseReason::Abnormal,
+                now(),
+            );
+        }
+    }
 }
 
 /// From an accepted stream to a connected client: CONNECT within the connect
 /// timeout, authentication, the broker's session, CONNACK queued. `None` when
 /// the connection ended instead (everything is then already answered and
 /// closed).
-async fn establish<S>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
+async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
     let Setup {
         stream,
         peer,
@@ -373,17 +504,92 @@ where
         connection,
         unflushed: false,
         read_full: false,
-        _guards: guards,
+        busy_at: now(),
+        may_park: true,
+        guards,
     }))
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
+impl Link<tokio::net::TcpStream> {
+    /// A parked connection, running again on its socket (registered with
+    /// tokio anew); the parked state back if the socket cannot be.
+    fn unpark(
+        parked: Box<Parked>,
+        cancel: CancellationToken,
+    ) -> Result<Box<Self>, (std::io::Error, ParkedConnection)> {
+        let Parked {
+            socket,
+            peer,
+            decoder,
+            guards,
+            connection,
+        } = *parked;
+        // On failure `from_std` has closed the socket: only the rest is left.
+        let stream = match tokio::net::TcpStream::from_std(socket) {
+            Ok(stream) => stream,
+            Err(error) => return Err((error, connection)),
+        };
+        let ParkedConnection {
+            shared,
+            policy,
+            entry,
+            generation,
+            version,
+            keep_alive,
+            aliases,
+            session_expiry_was_zero,
+            request_problem_information,
+            client_limit,
+            username,
+            message_rate,
+            byte_rate,
+        } = connection;
+        Ok(Box::new(Link {
+            stream,
+            read_buffer: BytesMut::new(),
+            write_buffer: BytesMut::new(),
+            decoder,
+            cancel,
+            peer,
+            connection: Connection {
+                shared,
+                policy,
+                entry,
+                generation,
+                version,
+                keep_alive,
+                aliases,
+                session_expiry_was_zero,
+                request_problem_information,
+                outgoing: Vec::new(),
+                client_limit,
+                records: Vec::new(),
+                barrier: false,
+                held: Vec::new(),
+                pending: VecDeque::new(),
+                refused_qos2: Vec::new(),
+                events: Vec::new(),
+                username,
+                message_rate,
+                byte_rate,
+                throttled: false,
+            },
+            unflushed: false,
+            read_full: false,
+            busy_at: now(),
+            may_park: false,
+            guards,
+        }))
+    }
+}
+
+impl<S: Stream> Link<S> {
     /// The packet loop: reads, writes, deliveries and close orders, until
     /// the connection must close, and why.
     ///
     /// While idle this future is what the connection's task holds (with the
     /// pointer to this `Link`): keep its locals few and short-lived.
-    async fn serve(&mut self) -> Close {
+    async fn serve(&mut self) -> Exit {
         // A clone, not a borrow of `self.connection`: the wake-up future
         // below lives across the branches that need the connection mutably.
         // Everything else is reached through `self`, so that the future keeps
@@ -395,13 +601,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
             &mut self.write_buffer,
             &mut self.decoder,
         ) {
-            return close;
+            return Exit::Close(close);
         }
         if self.read_buffer.is_empty() {
             self.read_buffer = BytesMut::new();
         }
         if let Err(close) = self.connection.end_pass(&mut self.write_buffer) {
-            return close;
+            return Exit::Close(close);
         }
         loop {
             // Registered before the checks below, so that a delivery or an
@@ -410,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(close) = self.connection.ordered_close(&self.cancel) {
-                return close;
+                return Exit::Close(close);
             }
             // Queued messages stay queued while the store holds the most passes
             // (what is pulled then would wait in them, outside the queue's bounds).
@@ -418,10 +624,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                 && self.connection.pending.len() < MAX_PENDING_PASSES
             {
                 if let Err(close) = self.connection.pull_messages(&mut self.write_buffer) {
-                    return close;
+                    return Exit::Close(close);
                 }
                 if let Err(close) = self.connection.end_pass(&mut self.write_buffer) {
-                    return close;
+                    return Exit::Close(close);
                 }
             }
             // Over its message or byte rate, the client is slowed down by not
@@ -447,6 +653,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                     None if store_bound => None,
                     None => self.connection.keep_alive.deadline(),
                 };
+                let park_at = self.park_at();
+                let wake_at = match (wake_at, park_at) {
+                    (Some(wake_at), Some(park_at)) => Some(wake_at.min(park_at)),
+                    (wake_at, park_at) => wake_at.or(park_at),
+                };
                 (
                     reading,
                     waiting,
@@ -462,14 +673,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                 self.poll_event(context, notified.as_mut(), sleep.as_mut(), reading, waiting)
             })
             .await;
+            if !matches!(event, Event::Timer) {
+                self.busy_at = now();
+                self.may_park = true;
+            }
             match event {
                 Event::Written(written) => {
                     match written {
                         Ok(Written::Bytes(0)) | Err(_) => {
-                            return Close {
+                            return Exit::Close(Close {
                                 send: None,
                                 reason: CloseReason::Abnormal,
-                            }
+                            })
                         }
                         Ok(Written::Bytes(bytes)) => {
                             self.connection.entry.count_sent(bytes as u64);
@@ -484,10 +699,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                     }
                 }
                 Event::Read(Ok(Read { bytes: 0, .. })) | Event::Read(Err(_)) => {
-                    return Close {
+                    return Exit::Close(Close {
                         send: None,
                         reason: CloseReason::Abnormal,
-                    }
+                    })
                 }
                 Event::Read(Ok(Read { bytes, full })) => {
                     let connection = &mut self.connection;
@@ -505,7 +720,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                         &mut self.write_buffer,
                         &mut self.decoder,
                     ) {
-                        return close;
+                        return Exit::Close(close);
                     }
                     if self.read_buffer.is_empty() && !self.read_full {
                         // The socket had no more for now: release the buffer
@@ -513,16 +728,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                         self.read_buffer = BytesMut::new();
                     }
                     if let Err(close) = connection.end_pass(&mut self.write_buffer) {
-                        return close;
+                        return Exit::Close(close);
                     }
                 }
                 Event::Stored(result) => {
                     let connection = &mut self.connection;
                     if let Err(close) = connection.complete_oldest(result, &mut self.write_buffer) {
-                        return close;
+                        return Exit::Close(close);
                     }
                     if let Err(close) = connection.release_completed(&mut self.write_buffer) {
-                        return close;
+                        return Exit::Close(close);
                     }
                 }
                 Event::Woken => {}
@@ -532,11 +747,123 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<S> {
                     if !self.connection.throttled && self.connection.keep_alive.is_expired(now()) {
                         // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): 1.5 x keep alive without a packet.
                         Metrics::incr(&self.connection.shared.broker.metrics().keep_alive_timeouts);
-                        return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                        return Exit::Close(Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT));
+                    }
+                    if self.park_at().is_some_and(|at| at <= now()) {
+                        return Exit::Park;
                     }
                 }
             }
         }
+    }
+
+    /// When this connection parks if nothing happens first: `park_idle_after`
+    /// past its last activity, provided it holds nothing (no bytes to write or
+    /// flush, no partial packet, nothing waiting for the store, no throttle).
+    /// `None` for streams that cannot park, or with parking off.
+    fn park_at(&self) -> Option<Instant> {
+        if !S::PARKABLE || !self.may_park {
+            return None;
+        }
+        let after = self.connection.shared.options.park_idle_after?;
+        let connection = &self.connection;
+        let idle = self.write_buffer.is_empty()
+            && !self.unflushed
+            && self.read_buffer.is_empty()
+            && connection.pending.is_empty()
+            && connection.held.is_empty()
+            && connection.records.is_empty()
+            && !connection.throttled;
+        idle.then(|| self.busy_at + after)
+    }
+
+    /// Parks the connection (see `crate::park`): its task ends, and the lot
+    /// resumes it on a new one. `Err` with the connection back when it may
+    /// not park after all (its session has work, a close was ordered, the
+    /// server shuts down): it carries on, and tries again only after
+    /// another idle period.
+    fn park(mut self: Box<Self>) -> Result<(), Box<Self>> {
+        self.busy_at = now();
+        let shared = self.connection.shared.clone();
+        let Some(lot) = shared.parking.get() else {
+            return Err(self);
+        };
+        let Some(token) = lot.reserve() else {
+            return Err(self);
+        };
+        let entry = self.connection.entry.clone();
+        let at = switchboard_broker::ParkedAt {
+            lot: lot.clone(),
+            token,
+        };
+        if !entry.park(self.connection.generation, at) {
+            lot.cancel(token);
+            return Err(self);
+        }
+        // From here the session may unpark it at any moment: the lot holds
+        // the wake-up until the slot is filled.
+        let Link {
+            stream,
+            read_buffer,
+            write_buffer,
+            decoder,
+            cancel,
+            peer,
+            connection,
+            unflushed,
+            read_full,
+            busy_at,
+            may_park,
+            guards,
+        } = *self;
+        let socket = match stream.into_socket() {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(error)) => {
+                // Tokio closed the socket: the connection is gone.
+                lot.cancel(token);
+                entry.unparked(token);
+                tracing::warn!(%error, client_id = %entry.client_id(), "cannot park a connection; closing it");
+                shared.broker.disconnected(
+                    &entry,
+                    connection.generation,
+                    CloseReason::Abnormal,
+                    now(),
+                );
+                return Ok(());
+            }
+            Err(stream) => {
+                // Not a stream that parks (`park_at` checks first).
+                lot.cancel(token);
+                entry.unparked(token);
+                return Err(Box::new(Link {
+                    stream,
+                    read_buffer,
+                    write_buffer,
+                    decoder,
+                    cancel,
+                    peer,
+                    connection,
+                    unflushed,
+                    read_full,
+                    busy_at,
+                    may_park,
+                    guards,
+                }));
+            }
+        };
+        let parked = Box::new(Parked {
+            socket,
+            peer,
+            decoder,
+            guards,
+            connection: connection.into_parked(),
+        });
+        if let Err(parked) = lot.fill(token, parked) {
+            // Unparked while parking: it carries on, on a task of its own
+            // (this one's stream type is gone with the socket).
+            lot.respawn(token, parked);
+        }
+        Ok(())
     }
 
     /// One turn of the wait, in priority order: write (or flush) what is
@@ -707,6 +1034,28 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
         match reader.read_buf(buffer).await {
             Ok(0) | Err(_) => return Err(FirstPacketError::Io),
             Ok(_) => {}
+        }
+    }
+}
+
+impl Connection {
+    /// The state that outlives the pass, for parking. Called only when the
+    /// pass holds nothing (see `Link::park_at`), so the rest is empty.
+    fn into_parked(self) -> ParkedConnection {
+        ParkedConnection {
+            shared: self.shared,
+            policy: self.policy,
+            entry: self.entry,
+            generation: self.generation,
+            version: self.version,
+            keep_alive: self.keep_alive,
+            aliases: self.aliases,
+            session_expiry_was_zero: self.session_expiry_was_zero,
+            request_problem_information: self.request_problem_information,
+            client_limit: self.client_limit,
+            username: self.username,
+            message_rate: self.message_rate,
+            byte_rate: self.byte_rate,
         }
     }
 }

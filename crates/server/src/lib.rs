@@ -8,6 +8,7 @@
 mod auth;
 mod connection;
 mod limits;
+mod park;
 mod subject;
 mod transport;
 mod websocket;
@@ -147,7 +148,15 @@ pub struct ServerOptions {
     /// messages instead of acknowledging what it could not keep. `None` in
     /// production; ignored in memory mode.
     pub store_fault_injector: Option<Arc<switchboard_store::FaultInjector>>,
+    /// A plain TCP connection idle this long, holding nothing, is parked:
+    /// it gives up its task, buffers and tokio registration, and waits in
+    /// the server's parking lot until its socket, its session or its keep
+    /// alive needs it (see `park.rs`). `None` = never park.
+    pub park_idle_after: Option<Duration>,
 }
+
+/// [`ServerOptions::park_idle_after`] by default.
+pub const DEFAULT_PARK_IDLE_AFTER: Duration = Duration::ZERO;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -166,6 +175,7 @@ impl Default for ServerOptions {
             auth: Arc::new(Auth::allow_all()),
             allow_anonymous: None,
             store_fault_injector: None,
+            park_idle_after: Some(DEFAULT_PARK_IDLE_AFTER),
         }
     }
 }
@@ -199,6 +209,8 @@ pub(crate) struct Shared {
     /// New connections per source address, over all listeners without rates
     /// of their own; `None` when unlimited.
     pub(crate) connection_rate: Option<AddressRate>,
+    /// Where idle connections park; set once the server starts (see `park.rs`).
+    pub(crate) parking: std::sync::OnceLock<Arc<park::Lot>>,
 }
 
 /// A per-address connection limiter. A std mutex: one short, synchronous
@@ -355,6 +367,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 broker,
+                parking: std::sync::OnceLock::new(),
                 auth: auth::AuthGate::new(),
                 connection_rate: options
                     .rates
@@ -420,6 +433,17 @@ impl Server {
             ));
         }
         tracker.spawn(tick_loop(self.shared.clone(), cancel.clone()));
+        if self.shared.options.park_idle_after.is_some() {
+            match park::Lot::start(&self.shared, tracker.clone(), cancel.clone()) {
+                Ok((lot, driver)) => {
+                    let _ = self.shared.parking.set(lot);
+                    tracker.spawn(driver);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot set up parking for idle connections; they keep their tasks");
+                }
+            }
+        }
         // Connection tasks keep no cancellation future of their own (72 bytes
         // in each idle task): at shutdown every attached one is ordered closed
         // through its session, the wake-up it waits on anyway.

@@ -862,6 +862,14 @@ impl Session {
         self.incoming_qos2.len()
     }
 
+    /// Whether anything waits to be sent: queued deliveries, or in-flight
+    /// ones to resend. A connection with nothing of either may wait without
+    /// a task of its own (the server's parking), since only a new delivery or
+    /// the client itself can give it work.
+    pub fn has_output(&self) -> bool {
+        !self.queue.is_empty() || !self.resend.is_empty()
+    }
+
     /// Deliveries waiting in the queue (not counting in-flight ones).
     pub fn queued_len(&self) -> usize {
         self.queue.len()

@@ -1,0 +1,415 @@
+//! Parking: idle connections wait without a task of their own.
+//!
+//! A connected client that has nothing to do for [`crate::ServerOptions::park_idle_after`]
+//! (nothing to write, nothing half read, nothing waiting for the store, no
+//! output for its session) gives up its tokio task, its tokio socket
+//! registration and its buffers. What it still needs to run again (its
+//! socket, its decoder, its keep alive, its limits: `connection::Parked`) is
+//! kept here, in a slot of the [`Lot`], and its socket is watched by a second
+//! epoll instance that tokio's own reactor watches in turn (one registration
+//! for all parked sockets). A parked connection is resumed, on a fresh task,
+//! by the first of:
+//! - its socket: the client sent something, or closed;
+//! - its session: the broker queued a delivery or ordered a close (takeover,
+//!   kick, shutdown), through the [`Unpark`] mark the session holds
+//!   (`SessionEntry::park`);
+//! - its keep-alive deadline, which the lot's driver times.
+//!
+//! Races: a connection first reserves a slot, then marks its session as
+//! parked (under the session lock, refused if the session has work), then
+//! fills the slot. An unpark that comes between the last two finds the slot
+//! reserved and flags it; the fill then fails and the task carries on. A
+//! token (slot and sequence) names one parking, so a late wake-up for an
+//! earlier one is ignored.
+//!
+//! Lock rule: the slots' mutex is a leaf. It may be taken under a session
+//! lock (the broker unparks while holding one), never the other way round,
+//! and nothing awaits while holding it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use switchboard_broker::{Metrics, Unpark};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::{self, Parked};
+use crate::Shared;
+
+/// Events taken from the parking epoll per call.
+const EVENTS_PER_POLL: usize = 256;
+
+/// Where parked connections wait. One per running server.
+#[derive(Debug)]
+pub(crate) struct Lot {
+    /// The parking epoll's registry: sockets are added and removed from any
+    /// thread; the driver alone polls.
+    registry: mio::Registry,
+    slots: Mutex<Slots>,
+    /// Resumed connections run on the server's tracker, so shutdown waits
+    /// for them as for any connection.
+    tracker: TaskTracker,
+    /// The runtime to resume on: unparking may happen on a thread outside it.
+    handle: tokio::runtime::Handle,
+    /// The server's shutdown, handed to resumed connections.
+    pub(crate) cancel: CancellationToken,
+    /// Wakes the driver when a keep-alive deadline earlier than the one it
+    /// sleeps for was added.
+    timer: Notify,
+    broker: Arc<switchboard_broker::Broker>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    entries: Vec<Slot>,
+    /// Indices of free entries.
+    free: Vec<u32>,
+    /// Numbers the parkings, so that a token names one.
+    sequence: u32,
+    /// Entries that hold a parked connection.
+    parked: usize,
+    /// Keep-alive deadlines of parked connections, `(when, token)`, soonest
+    /// first. Entries of connections no longer parked stay until they come
+    /// up (or until the heap is rebuilt, when stale ones outnumber the live).
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Set at shutdown: no more parking.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Free,
+    /// A connection is parking here; `wake` is set if it was unparked before
+    /// it was done.
+    Reserved { token: u64, wake: bool },
+    Parked { token: u64, connection: Box<Parked> },
+}
+
+fn token(index: u32, sequence: u32) -> u64 {
+    (u64::from(index) << 32) | u64::from(sequence)
+}
+
+fn index_of(token: u64) -> usize {
+    (token >> 32) as usize
+}
+
+impl Slots {
+    fn slot_mut(&mut self, token: u64) -> Option<&mut Slot> {
+        self.entries.get_mut(index_of(token))
+    }
+
+    fn release(&mut self, token: u64) {
+        if let Some(slot) = self.slot_mut(token) {
+            *slot = Slot::Free;
+            // Indices come from `u32` tokens.
+            self.free.push((token >> 32) as u32);
+        }
+    }
+
+    /// Takes the connection parked under `token`, if it still is.
+    fn take(&mut self, token: u64) -> Option<Box<Parked>> {
+        let slot = self.slot_mut(token)?;
+        match slot {
+            Slot::Parked { token: parked, .. } if *parked == token => {}
+            Slot::Reserved {
+                token: reserved,
+                wake,
+            } if *reserved == token => {
+                *wake = true;
+                return None;
+            }
+            _ => return None,
+        }
+        let Slot::Parked { connection, .. } = std::mem::take(slot) else {
+            return None;
+        };
+        self.release(token);
+        self.parked = self.parked.saturating_sub(1);
+        Some(connection)
+    }
+
+    /// Drops deadlines of connections no longer parked once they are most
+    /// of the heap, so that connections parking over and over within one
+    /// keep-alive interval do not grow it without bound.
+    fn compact(&mut self) {
+        if self.deadlines.len() <= 2 * self.parked + 64 {
+            return;
+        }
+        let live = self
+            .entries
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Parked { token, connection } => {
+                    connection.deadline().map(|when| Reverse((when, *token)))
+                }
+                _ => None,
+            })
+            .collect();
+        self.deadlines = live;
+    }
+}
+
+impl Lot {
+    /// The lot of a server starting now, and the driver task to run on the
+    /// server's tracker (it ends at shutdown, after resuming every parked
+    /// connection).
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> std::io::Result<(Arc<Lot>, impl std::future::Future<Output = ()> + Send + 'static)> {
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        // `with_interest` is deprecated because an arbitrary `AsRawFd` may
+        // close or swap its descriptor while registered; a `mio::Poll` owns
+        // its epoll descriptor for its whole life, and the `AsyncFd` owns the
+        // `Poll`. (The replacement is an `unsafe fn`, which this workspace
+        // forbids.)
+        #[allow(deprecated)]
+        let poll = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
+        let lot = Arc::new(Lot {
+            registry,
+            slots: Mutex::new(Slots::default()),
+            tracker,
+            handle: tokio::runtime::Handle::current(),
+            cancel,
+            timer: Notify::new(),
+            broker: shared.broker.clone(),
+        });
+        let driver = drive(lot.clone(), poll);
+        Ok((lot, driver))
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a connection about to park; `None` once the server shuts down.
+    pub(crate) fn reserve(&self) -> Option<u64> {
+        let mut slots = self.slots();
+        if slots.closed || self.cancel.is_cancelled() {
+            return None;
+        }
+        slots.sequence = slots.sequence.wrapping_add(1);
+        let sequence = slots.sequence;
+        let index = match slots.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(slots.entries.len()).ok()?;
+                slots.entries.push(Slot::Free);
+                index
+            }
+        };
+        let token = token(index, sequence);
+        if let Some(slot) = slots.slot_mut(token) {
+            *slot = Slot::Reserved { token, wake: false };
+        }
+        Some(token)
+    }
+
+    /// Gives back a reserved slot the connection did not park in after all.
+    pub(crate) fn cancel(&self, token: u64) {
+        let mut slots = self.slots();
+        if matches!(slots.slot_mut(token), Some(Slot::Reserved { token: reserved, .. }) if *reserved == token)
+        {
+            slots.release(token);
+        }
+    }
+
+    /// Parks `connection` in the slot reserved under `token` and watches its
+    /// socket. Gives it back when it was unparked while parking (or its socket
+    /// cannot be watched): its task must carry on.
+    pub(crate) fn fill(&self, token: u64, connection: Box<Parked>) -> Result<(), Box<Parked>> {
+        let mut slots = self.slots();
+        match slots.slot_mut(token) {
+            Some(Slot::Reserved {
+                token: reserved,
+                wake: false,
+            }) if *reserved == token => {}
+            Some(Slot::Reserved {
+                token: reserved, ..
+            }) if *reserved == token => {
+                slots.release(token);
+                return Err(connection);
+            }
+            _ => return Err(connection),
+        }
+        let fd = connection.socket().as_raw_fd();
+        // Edge-triggered, and reported at once if the socket is already
+        // readable (epoll checks on registration).
+        let registered = self.registry.register(
+            &mut SourceFd(&fd),
+            mio::Token(token as usize),
+            mio::Interest::READABLE,
+        );
+        if let Err(error) = registered {
+            tracing::debug!(%error, "cannot watch a socket for parking; the connection stays active");
+            slots.release(token);
+            return Err(connection);
+        }
+        let deadline = connection.deadline();
+        if let Some(slot) = slots.slot_mut(token) {
+            *slot = Slot::Parked { token, connection };
+        }
+        slots.parked += 1;
+        if let Some(when) = deadline {
+            let sooner = slots
+                .deadlines
+                .peek()
+                .is_none_or(|Reverse((first, _))| when < *first);
+            slots.deadlines.push(Reverse((when, token)));
+            slots.compact();
+            if sooner {
+                self.timer.notify_one();
+            }
+        }
+        drop(slots);
+        let metrics = self.broker.metrics();
+        Metrics::incr(&metrics.connections_parked);
+        Metrics::incr(&metrics.parks);
+        Ok(())
+    }
+
+    /// Resumes each of `connections`, taken out of their slots, on a task of
+    /// its own.
+    fn resume(&self, connections: Vec<(u64, Box<Parked>)>) {
+        if connections.is_empty() {
+            return;
+        }
+        let metrics = self.broker.metrics();
+        for _ in &connections {
+            Metrics::decr(&metrics.connections_parked);
+            Metrics::incr(&metrics.unparks);
+        }
+        for (token, connection) in connections {
+            let fd = connection.socket().as_raw_fd();
+            // Failing only if the socket was not registered, which a parked one is.
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+            self.tracker
+                .spawn_on(connection::resume(connection, token), &self.handle);
+        }
+    }
+
+    /// Resumes, on a task of its own, a connection that was unparked while
+    /// parking (it never counted as parked).
+    pub(crate) fn respawn(&self, token: u64, connection: Box<Parked>) {
+        self.tracker
+            .spawn_on(connection::resume(connection, token), &self.handle);
+    }
+
+    /// Resumes the connections whose keep-alive deadline has come; the
+    /// next deadline.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut due = Vec::new();
+        let next = {
+            let mut slots = self.slots();
+            loop {
+                match slots.deadlines.peek() {
+                    Some(Reverse((when, _))) if *when <= now => {}
+                    Some(Reverse((when, _))) => break Some(*when),
+                    None => break None,
+                }
+                if let Some(Reverse((_, token))) = slots.deadlines.pop() {
+                    if let Some(connection) = slots.take(token) {
+                        due.push((token, connection));
+                    }
+                }
+            }
+        };
+        self.resume(due);
+        next
+    }
+
+    /// Resumes the connections whose sockets the parking epoll reported.
+    fn ready(&self, events: &mio::Events) {
+        let due = {
+            let mut slots = self.slots();
+            events
+                .iter()
+                .filter_map(|event| {
+                    let token = event.token().0 as u64;
+                    slots.take(token).map(|connection| (token, connection))
+                })
+                .collect()
+        };
+        self.resume(due);
+    }
+
+    /// Shutdown: no more parking, and every parked connection resumes (to
+    /// see the shutdown and close).
+    fn close(&self) {
+        let due = {
+            let mut slots = self.slots();
+            slots.closed = true;
+            slots.deadlines.clear();
+            let tokens: Vec<u64> = slots
+                .entries
+                .iter()
+                .filter_map(|slot| match slot {
+                    Slot::Parked { token, .. } => Some(*token),
+                    _ => None,
+                })
+                .collect();
+            tokens
+                .into_iter()
+                .filter_map(|token| slots.take(token).map(|connection| (token, connection)))
+                .collect()
+        };
+        self.resume(due);
+    }
+}
+
+impl Unpark for Lot {
+    fn unpark(&self, token: u64) {
+        let taken = self.slots().take(token);
+        if let Some(connection) = taken {
+            self.resume(vec![(token, connection)]);
+        }
+    }
+}
+
+/// The lot's driver: resumes connections for their sockets and keep-alive
+/// deadlines until shutdown.
+async fn drive(lot: Arc<Lot>, mut poll: AsyncFd<mio::Poll>) {
+    let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
+    let mut next = None;
+    loop {
+        let sleep = next.map(|when| tokio::time::sleep_until(tokio::time::Instant::from_std(when)));
+        tokio::select! {
+            _ = lot.cancel.cancelled() => break,
+            ready = poll.readable_mut() => {
+                let Ok(mut guard) = ready else {
+                    tracing::error!("the parking epoll failed; parked connections resume only for deliveries and keep alive");
+                    break;
+                };
+                loop {
+                    events.clear();
+                    match guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, "polling the parking epoll failed");
+                            break;
+                        }
+                    }
+                    lot.ready(&events);
+                    if events.iter().count() < EVENTS_PER_POLL {
+                        break;
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = async { if let Some(sleep) = sleep { sleep.await } else { std::future::pending::<()>().await } } => {}
+            _ = lot.timer.notified() => {}
+        }
+        next = lot.expire(tokio::time::Instant::now().into_std());
+    }
+    lot.close();
+}
