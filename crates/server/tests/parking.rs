@@ -78,3 +78,143 @@ async fn a_parked_subscriber_gets_its_messages() {
     assert_eq!(info.counts.inflight, 0, "the PUBACK was read after parking");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_parked_connection_is_taken_over() {
+    // [MQTT-3.1.4-3]: the existing connection is closed (v5: 0x8E), parked or not.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut first = connected_tcp(&server, V5, "taken").await;
+    wait_parked(&server, 1).await;
+    let mut second = connected_tcp(&server, V5, "taken").await;
+    first
+        .expect_closed_with(ReasonCode::SESSION_TAKEN_OVER)
+        .await;
+    second.send(Packet::PingReq).await;
+    assert_eq!(second.expect().await, Packet::PingResp);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_kicked() {
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut client = connected_tcp(&server, V5, "kicked").await;
+    wait_parked(&server, 1).await;
+    assert!(server
+        .broker()
+        .kick("kicked", ReasonCode::ADMINISTRATIVE_ACTION));
+    client
+        .expect_closed_with(ReasonCode::ADMINISTRATIVE_ACTION)
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_that_drops_publishes_its_will() {
+    // [MQTT-3.1.2-8]: the will is published when the network connection
+    // closes without DISCONNECT, parked or not.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut watcher = connected_tcp(&server, V5, "will-watcher").await;
+    watcher.subscribe_granted(1, "wills/#", QoS::AtMostOnce).await;
+    let mut dying = support::RawClient::tcp(addr(&server), V5).await;
+    let mut connect = connect_packet(V5, "will-parked", true);
+    connect.will = Some(switchboard_codec::Will {
+        topic: "wills/parked".into(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    assert_eq!(dying.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    wait_parked(&server, 2).await;
+    drop(dying);
+    let will = watcher.expect_publish().await;
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("wills/parked", &b"gone"[..])
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_parked_connections() {
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut clients = Vec::new();
+    for index in 0..3 {
+        clients.push(connected_tcp(&server, V5, &format!("shut-{index}")).await);
+    }
+    wait_parked(&server, 3).await;
+    server.shutdown().await;
+    for mut client in clients {
+        client
+            .expect_closed_with(ReasonCode::SERVER_SHUTTING_DOWN)
+            .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_runs_out_while_parked() {
+    // [MQTT-3.1.2-22] (v5): 1.5 x keep alive without a packet closes the
+    // connection (0x8D); the parking lot times it for parked connections.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut client = support::RawClient::tcp(addr(&server), V5).await;
+    let mut connect = connect_packet(V5, "silent", true);
+    connect.keep_alive = 4;
+    let started = tokio::time::Instant::now();
+    assert_eq!(client.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    wait_parked(&server, 1).await;
+    client
+        .expect_closed_with(ReasonCode::KEEP_ALIVE_TIMEOUT)
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(6) && waited < Duration::from_secs(7),
+        "closed after {waited:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ping_resumes_a_parked_connection_and_resets_its_keep_alive() {
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut client = support::RawClient::tcp(addr(&server), V5).await;
+    let mut connect = connect_packet(V5, "pinger", true);
+    connect.keep_alive = 4;
+    assert_eq!(client.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    for _ in 0..3 {
+        wait_parked(&server, 1).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        client.send(Packet::PingReq).await;
+        assert_eq!(client.expect().await, Packet::PingResp);
+    }
+    // 15 s in, over the 6 s the keep alive allows without the pings.
+    assert_eq!(session_connected(&server, "pinger"), Some(true));
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_parks_only_after_the_idle_period() {
+    let server = start(parking_options(Duration::from_secs(5))).await;
+    let started = tokio::time::Instant::now();
+    let mut client = connected_tcp(&server, V5, "patient").await;
+    wait_parked(&server, 1).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "parked after {waited:?}"
+    );
+    client.send(Packet::PingReq).await;
+    assert_eq!(client.expect().await, Packet::PingResp);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_parks_with_parking_off() {
+    let mut options = options();
+    options.park_idle_after = None;
+    let server = start(options).await;
+    let mut client = connected_tcp(&server, V5, "unparked").await;
+    client.send(Packet::PingReq).await;
+    assert_eq!(client.expect().await, Packet::PingResp);
+    assert_eq!(parks(&server), 0);
+    server.shutdown().await;
+}
