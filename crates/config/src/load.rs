@@ -54,6 +54,7 @@ pub(crate) const LIMITS_KEYS: &[&str] = &[
     "max_connections",
     "max_packet_size",
     "connect_timeout_secs",
+    "park_idle_after_ms",
     "max_inflight",
     "max_queued_messages",
     "max_queued_bytes",
@@ -314,6 +315,9 @@ impl<'a> Reader<'a> {
                 "max_packet_size" => self.unsigned(entry, path, &mut limits.max_packet_size),
                 "connect_timeout_secs" => {
                     self.unsigned(entry, path, &mut limits.connect_timeout_secs);
+                }
+                "park_idle_after_ms" => {
+                    self.unsigned(entry, path, &mut limits.park_idle_after_ms);
                 }
                 "max_inflight" => self.unsigned(entry, path, &mut limits.max_inflight),
                 "max_queued_messages" => {

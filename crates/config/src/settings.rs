@@ -56,6 +56,13 @@ pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 /// Long enough for a TCP and TLS handshake over a slow mobile link; short
 /// enough that sockets that never send CONNECT do not hold connection slots.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// An idle connection parks (gives up its task and buffers, about 1 KiB)
+/// after this long: long enough that a client exchanging a message every
+/// second or so stays running (each parking and resuming costs a few system
+/// calls), short enough that a crowd of quiet devices costs little.
+pub const DEFAULT_PARK_IDLE_AFTER_MS: u64 = 2_000;
+/// Parking later than an hour saves nothing worth having.
+pub const MAX_PARK_IDLE_AFTER_MS: u64 = 60 * 60 * 1000;
 /// Keeps a QoS 1/2 stream flowing over a 100 ms round trip (about 320
 /// messages a second per client) while bounding how many unacknowledged
 /// messages one session holds.
@@ -447,6 +454,12 @@ pub struct LimitsConfig {
     /// Seconds a new connection has to send CONNECT before it is closed.
     /// 1 ..= [`MAX_CONNECT_TIMEOUT_SECS`].
     pub connect_timeout_secs: u64,
+    /// Milliseconds a plain TCP connection must be idle (nothing to read,
+    /// write or store) before it parks: its task, buffers and tokio socket
+    /// registration are released until its socket, a delivery, a close order
+    /// or its keep alive needs it. 0 = never park. At most
+    /// [`MAX_PARK_IDLE_AFTER_MS`].
+    pub park_idle_after_ms: u64,
     /// Unacknowledged QoS 1/2 messages per direction: advertised to v5 clients
     /// as Receive Maximum, and the cap on the server's own outbound window.
     /// 1 ..= 65535 (Receive Maximum 0 is a protocol error).
@@ -496,6 +509,11 @@ impl LimitsConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }
+
+    /// `park_idle_after_ms` as a duration; `None` when parking is off.
+    pub fn park_idle_after(&self) -> Option<Duration> {
+        (self.park_idle_after_ms > 0).then(|| Duration::from_millis(self.park_idle_after_ms))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -504,6 +522,7 @@ impl Default for LimitsConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
+            park_idle_after_ms: DEFAULT_PARK_IDLE_AFTER_MS,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,

@@ -11,6 +11,7 @@ use crate::error::{ConfigError, Problem, OVERRIDES_ORIGIN};
 use crate::load::Sources;
 use crate::settings::{
     Config, ListenerConfig, ListenerKind, LOG_LEVELS, MAX_CONNECT_TIMEOUT_SECS,
+    MAX_PARK_IDLE_AFTER_MS,
     MAX_FAILED_LOGIN_DELAY_SECS, MAX_QOS, MAX_SYS_INTERVAL_SECS, MIN_CLIENT_ID_LENGTH,
     MIN_HTTP_TOKEN_LENGTH, MIN_PACKET_SIZE, MQTT_MAX_PACKET_SIZE,
 };
@@ -397,6 +398,12 @@ impl Checker<'_> {
             limits.connect_timeout_secs,
             1..=MAX_CONNECT_TIMEOUT_SECS,
             "",
+        );
+        self.range(
+            "limits.park_idle_after_ms",
+            limits.park_idle_after_ms,
+            0..=MAX_PARK_IDLE_AFTER_MS,
+            "0 turns parking off",
         );
         self.range(
             "limits.max_inflight",

@@ -156,7 +156,7 @@ pub struct ServerOptions {
 }
 
 /// [`ServerOptions::park_idle_after`] by default.
-pub const DEFAULT_PARK_IDLE_AFTER: Duration = Duration::ZERO;
+pub const DEFAULT_PARK_IDLE_AFTER: Duration = Duration::from_secs(2);
 
 impl Default for ServerOptions {
     fn default() -> Self {

@@ -683,6 +683,6 @@ fn server_options(config: &Config, auth: AuthSet) -> anyhow::Result<ServerOption
         store_fault_injector: None,
         auth: auth.server,
         allow_anonymous: config.auth.allow_anonymous,
-        park_idle_after: Some(switchboard_server::DEFAULT_PARK_IDLE_AFTER),
+        park_idle_after: limits.park_idle_after(),
     })
 }
