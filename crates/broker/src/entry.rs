@@ -475,3 +475,6 @@ impl SessionEntry {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests;
