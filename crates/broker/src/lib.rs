@@ -233,6 +233,9 @@ pub struct Broker {
     /// Queued bytes across all sessions and their bound (see the `budget`
     /// module); every `SessionEntry` holds a handle to settle into.
     budget: Arc<budget::QueueBudget>,
+    /// The limits of every session, from `settings`: one copy that all
+    /// sessions share rather than one each.
+    session_limits: Arc<SessionLimits>,
     started: Instant,
     /// The durable log; `None` in memory mode.
     store: Option<Arc<Store>>,
@@ -272,6 +275,7 @@ impl Broker {
     pub fn new(settings: Settings, now: Instant) -> Broker {
         Broker {
             budget: Arc::new(budget::QueueBudget::new(settings.max_queued_bytes_total)),
+            session_limits: Arc::new(session_limits(&settings)),
             settings,
             registry: Mutex::new(Registry::default()),
             index: RwLock::new(TopicIndex::new()),
@@ -412,15 +416,6 @@ impl Broker {
         self.started
     }
 
-    fn session_limits(&self) -> SessionLimits {
-        SessionLimits {
-            max_queued_messages: self.settings.max_queued_messages,
-            max_queued_bytes: self.settings.max_queued_bytes,
-            max_inflight: self.settings.receive_maximum,
-            queue_qos0_offline: self.settings.queue_qos0_offline,
-        }
-    }
-
     /// Handles a CONNECT that passed decoding: picks or checks the client
     /// identifier, takes over an existing connection (race-free: the registry
     /// lock serialises every CONNECT), resumes or replaces the session, and
@@ -537,14 +532,14 @@ impl Broker {
                         }
                     }
                 }
-                if let Some(pending) = inner.pending_will.take() {
+                if let Some(pending) = inner.take_pending_will() {
                     // A delayed will: a new connection to the session cancels it
                     // ([MQTT-3.1.3-9]); a clean start ends the session, which sends it.
                     if clean_start {
                         deferred.wills.push((pending.1, inner.version));
                     }
                 }
-                let expired = inner.expires_at.is_some_and(|at| at <= now);
+                let expired = inner.expires_at().is_some_and(|at| at <= now);
                 if clean_start || expired || inner.ended {
                     let filters = self.end_session_locked(&old, &mut inner, &mut deferred);
                     drop(inner);
@@ -552,7 +547,7 @@ impl Broker {
                     registry.by_key.remove(&old.key);
                     deferred.unsubscribe.push((old.key, filters));
                 } else {
-                    inner.expires_at = None;
+                    inner.set_expires_at(None);
                     drop(inner);
                     resumed = Some(old);
                 }
@@ -570,19 +565,11 @@ impl Broker {
                     let entry = Arc::new(SessionEntry::new(
                         key,
                         client_id.clone(),
-                        entry::SessionInner {
-                            session: Session::new(self.session_limits()),
-                            subscriptions: std::collections::BTreeMap::new(),
-                            connection: None,
-                            close_orders: Vec::new(),
+                        entry::SessionInner::new(
+                            Session::with_shared_limits(self.session_limits.clone()),
                             version,
                             session_expiry,
-                            expires_at: None,
-                            will: None,
-                            pending_will: None,
-                            ended: false,
-                            recorded: false,
-                        },
+                        ),
                         self.budget.clone(),
                     ));
                     registry.by_client_id.insert(client_id, entry.clone());
@@ -711,7 +698,7 @@ impl Broker {
                     deferred.wills.push((*will, inner.version));
                 } else {
                     let at = now + Duration::from_secs(u64::from(delay));
-                    inner.pending_will = Some(Box::new((at, *will)));
+                    inner.set_pending_will(Box::new((at, *will)));
                     self.timers
                         .lock()
                         .insert((at, entry.key, TimerKind::WillDelay));
@@ -732,7 +719,7 @@ impl Broker {
             } else {
                 if inner.session_expiry != u32::MAX {
                     let at = now + Duration::from_secs(u64::from(inner.session_expiry));
-                    inner.expires_at = Some(at);
+                    inner.set_expires_at(Some(at));
                     self.timers
                         .lock()
                         .insert((at, entry.key, TimerKind::SessionExpiry));
@@ -766,9 +753,9 @@ impl Broker {
         let client_id = entry.client_id.to_string();
         records.push(Record::SessionDetached {
             client_id: client_id.clone(),
-            expires_at_ms: inner.expires_at.map(|at| store.clock().to_unix_ms(at)),
+            expires_at_ms: inner.expires_at().map(|at| store.clock().to_unix_ms(at)),
         });
-        match (inner.pending_will.as_deref(), kept_will) {
+        match (inner.pending_will(), kept_will) {
             (Some((at, will)), _) => records.extend(store.will_record(&client_id, will, Some(*at))),
             (None, Some(will)) => records.extend(store.will_record(&client_id, will, None)),
             (None, None) => records.push(Record::WillClear { client_id }),
@@ -791,7 +778,7 @@ impl Broker {
             inner.recorded = false;
         }
         inner.session.set_journaling(false);
-        if let Some(pending) = inner.pending_will.take() {
+        if let Some(pending) = inner.take_pending_will() {
             // The will is sent when the session ends, if that comes before its delay
             // ([MQTT-3.1.3-9] v5).
             deferred.wills.push((pending.1, inner.version));
@@ -864,12 +851,8 @@ impl Broker {
                 let mut inner = entry.lock();
                 match kind {
                     TimerKind::WillDelay => {
-                        if inner
-                            .pending_will
-                            .as_ref()
-                            .is_some_and(|pending| pending.0 == at)
-                        {
-                            if let Some(pending) = inner.pending_will.take() {
+                        if inner.pending_will().is_some_and(|pending| pending.0 == at) {
+                            if let Some(pending) = inner.take_pending_will() {
                                 deferred.wills.push((pending.1, inner.version));
                                 if inner.recorded {
                                     deferred.records.push(Record::WillClear {
@@ -880,7 +863,7 @@ impl Broker {
                         }
                     }
                     TimerKind::SessionExpiry => {
-                        if inner.connection.is_none() && inner.expires_at == Some(at) {
+                        if inner.connection.is_none() && inner.expires_at() == Some(at) {
                             Metrics::incr(&self.metrics.sessions_expired);
                             let filters =
                                 self.end_session_locked(&entry, &mut inner, &mut deferred);
@@ -1539,7 +1522,7 @@ impl Broker {
                 Metrics::decr(&self.metrics.connections_current);
             }
             inner.will = None;
-            inner.pending_will = None;
+            inner.take_pending_will();
             let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
             deferred.wills.clear();
             drop(inner);
@@ -1573,6 +1556,16 @@ impl Broker {
 
 /// The effective will delay: the will goes out at the earlier of its delay and the
 /// session's end ([MQTT-3.1.2-8] v5 wording of 3.1.3.2.2).
+/// The limits of every session under `settings`.
+fn session_limits(settings: &Settings) -> SessionLimits {
+    SessionLimits {
+        max_queued_messages: settings.max_queued_messages,
+        max_queued_bytes: settings.max_queued_bytes,
+        max_inflight: settings.receive_maximum,
+        queue_qos0_offline: settings.queue_qos0_offline,
+    }
+}
+
 fn will_delay(will: &Will, session_expiry: u32) -> u32 {
     will.properties
         .will_delay_interval

@@ -136,7 +136,6 @@ impl Broker {
             properties: Default::default(),
             expires_at: None,
         });
-        let limits = broker.session_limits();
         let mut registry = broker.registry.lock();
         let mut index = broker.index.write();
         let mut timers = broker.timers.lock();
@@ -144,7 +143,7 @@ impl Broker {
             let key = broker
                 .next_key
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut session = Session::new(limits);
+            let mut session = Session::with_shared_limits(broker.session_limits.clone());
             let delivery_of =
                 |entry: &switchboard_store::QueueEntry, message: SharedMessage| Delivery {
                     message,
@@ -253,18 +252,15 @@ impl Broker {
             let entry = Arc::new(SessionEntry::new(
                 key,
                 client_id_arc.clone(),
-                SessionInner {
-                    session,
-                    subscriptions: subscriptions.clone(),
-                    connection: None,
-                    close_orders: Vec::new(),
-                    version,
-                    session_expiry,
-                    expires_at,
-                    will: None,
-                    pending_will: pending_will.clone().map(Box::new),
-                    ended: false,
-                    recorded: true,
+                {
+                    let mut inner = SessionInner::new(session, version, session_expiry);
+                    inner.subscriptions = subscriptions.clone();
+                    inner.set_expires_at(expires_at);
+                    if let Some(pending) = &pending_will {
+                        inner.set_pending_will(Box::new(pending.clone()));
+                    }
+                    inner.recorded = true;
+                    inner
                 },
                 broker.budget.clone(),
             ));

@@ -6,23 +6,36 @@
 
 use std::mem::size_of;
 
-use switchboard_session::{ClientParams, DropCounts, Session, SessionLimits};
+use switchboard_session::{ClientParams, Session};
 
 use super::*;
 
 /// `(name, size, bound)` for the entry and the parts it is made of.
+///
+/// The bounds of the entry and the session lock's contents count the
+/// attached connection's record ([`Attached`]) at whatever size it has: it
+/// holds what a connection needs and has a bound of its own.
 fn sizes() -> Vec<(&'static str, usize, usize)> {
+    let attached = size_of::<Option<Attached>>();
     vec![
-        ("SessionEntry", size_of::<SessionEntry>(), 536),
-        ("Mutex<SessionInner>", size_of::<Mutex<SessionInner>>(), 408),
-        ("SessionInner", size_of::<SessionInner>(), 400),
-        ("Session", size_of::<Session>(), 248),
-        ("SessionLimits", size_of::<SessionLimits>(), 24),
-        ("Option<ClientParams>", size_of::<Option<ClientParams>>(), 12),
-        ("DropCounts", size_of::<DropCounts>(), 40),
-        ("Option<Attached>", size_of::<Option<Attached>>(), 64),
+        ("SessionEntry", size_of::<SessionEntry>(), 240 + attached),
+        (
+            "Mutex<SessionInner>",
+            size_of::<Mutex<SessionInner>>(),
+            112 + attached,
+        ),
+        ("SessionInner", size_of::<SessionInner>(), 104 + attached),
+        ("Session", size_of::<Session>(), 56),
+        (
+            "Option<ClientParams>",
+            size_of::<Option<ClientParams>>(),
+            12,
+        ),
+        ("Option<Attached>", attached, 72),
         ("Mutex<Owner>", size_of::<Mutex<Owner>>(), 32),
         ("Notify", size_of::<Notify>(), 32),
+        // Boxed, and only while there is something in it.
+        ("Rare", size_of::<Rare>(), 48),
     ]
 }
 
