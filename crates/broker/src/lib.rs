@@ -16,6 +16,7 @@ mod entry;
 mod metrics;
 pub mod persist;
 mod recover;
+mod registry;
 pub use recover::RestoreSummary;
 mod settings;
 mod sys;
@@ -24,7 +25,7 @@ mod tap;
 mod tests;
 pub use tap::{TapError, TapHandle, TapId, MAX_TAPS};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,10 +118,15 @@ enum TimerKind {
     WillDelay,
 }
 
-#[derive(Debug, Default)]
-struct Registry {
-    by_client_id: HashMap<Arc<str>, Arc<SessionEntry>>,
-    by_key: HashMap<SessionKey, Arc<SessionEntry>>,
+/// A timer for one session. The client id finds the session (see
+/// [`registry`]), the key tells it from a later session with the same
+/// client id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    key: SessionKey,
+    kind: TimerKind,
+    client_id: Arc<str>,
 }
 
 /// An entry in the topic index: the session and the options it subscribed with.
@@ -222,10 +228,10 @@ struct Deferred {
 #[derive(Debug)]
 pub struct Broker {
     settings: Settings,
-    registry: Mutex<Registry>,
+    registry: Mutex<registry::Registry>,
     index: RwLock<TopicIndex<SessionKey, Subscriber>>,
     retained: RwLock<RetainedStore>,
-    timers: Mutex<BTreeSet<(Instant, SessionKey, TimerKind)>>,
+    timers: Mutex<BTreeSet<Timer>>,
     next_key: AtomicU64,
     next_generation: AtomicU64,
     next_message_id: AtomicU64,
@@ -277,7 +283,7 @@ impl Broker {
             budget: Arc::new(budget::QueueBudget::new(settings.max_queued_bytes_total)),
             session_limits: Arc::new(session_limits(&settings)),
             settings,
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(registry::Registry::default()),
             index: RwLock::new(TopicIndex::new()),
             retained: RwLock::new(RetainedStore::default()),
             timers: Mutex::new(BTreeSet::new()),
@@ -502,7 +508,7 @@ impl Broker {
         let (entry, session_present, resend) = {
             let mut registry = self.registry.lock();
             let mut resumed = None;
-            if let Some(old) = registry.by_client_id.get(&client_id).cloned() {
+            if let Some(old) = registry.get(&client_id).cloned() {
                 let mut inner = old.lock();
                 // A session belongs to the user who made it: another user with the same
                 // client id starts clean instead of inheriting its queue and subscriptions.
@@ -543,8 +549,7 @@ impl Broker {
                 if clean_start || expired || inner.ended {
                     let filters = self.end_session_locked(&old, &mut inner, &mut deferred);
                     drop(inner);
-                    registry.by_client_id.remove(&client_id);
-                    registry.by_key.remove(&old.key);
+                    registry.remove(&client_id);
                     deferred.unsubscribe.push((old.key, filters));
                 } else {
                     inner.set_expires_at(None);
@@ -572,8 +577,7 @@ impl Broker {
                         ),
                         self.budget.clone(),
                     ));
-                    registry.by_client_id.insert(client_id, entry.clone());
-                    registry.by_key.insert(key, entry.clone());
+                    registry.insert(entry.clone());
                     entry
                 }
             };
@@ -699,9 +703,12 @@ impl Broker {
                 } else {
                     let at = now + Duration::from_secs(u64::from(delay));
                     inner.set_pending_will(Box::new((at, *will)));
-                    self.timers
-                        .lock()
-                        .insert((at, entry.key, TimerKind::WillDelay));
+                    self.timers.lock().insert(Timer {
+                        at,
+                        key: entry.key,
+                        kind: TimerKind::WillDelay,
+                        client_id: entry.client_id.clone(),
+                    });
                 }
             }
             // A departing shared-subscription member's unacknowledged messages go to
@@ -713,16 +720,18 @@ impl Broker {
             if inner.session_expiry == 0 && reason != CloseReason::Shutdown {
                 let filters = self.end_session_locked(entry, &mut inner, &mut deferred);
                 drop(inner);
-                registry.by_client_id.remove(&entry.client_id);
-                registry.by_key.remove(&entry.key);
+                registry.remove(&entry.client_id);
                 deferred.unsubscribe.push((entry.key, filters));
             } else {
                 if inner.session_expiry != u32::MAX {
                     let at = now + Duration::from_secs(u64::from(inner.session_expiry));
                     inner.set_expires_at(Some(at));
-                    self.timers
-                        .lock()
-                        .insert((at, entry.key, TimerKind::SessionExpiry));
+                    self.timers.lock().insert(Timer {
+                        at,
+                        key: entry.key,
+                        kind: TimerKind::SessionExpiry,
+                        client_id: entry.client_id.clone(),
+                    });
                 }
                 if inner.recorded {
                     self.record_detached(
@@ -826,15 +835,11 @@ impl Broker {
     /// Fires due timers: delayed wills and session expiry. Call about once a second
     /// with the current time.
     pub fn tick(&self, now: Instant) {
-        let due: Vec<(Instant, SessionKey, TimerKind)> = {
+        let due: Vec<Timer> = {
             let mut timers = self.timers.lock();
             let mut due = Vec::new();
-            while let Some(first) = timers.first().copied() {
-                if first.0 > now {
-                    break;
-                }
-                timers.pop_first();
-                due.push(first);
+            while timers.first().is_some_and(|first| first.at <= now) {
+                due.extend(timers.pop_first());
             }
             due
         };
@@ -844,8 +849,14 @@ impl Broker {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
-            for (at, key, kind) in due {
-                let Some(entry) = registry.by_key.get(&key).cloned() else {
+            for Timer {
+                at,
+                key,
+                kind,
+                client_id,
+            } in due
+            {
+                let Some(entry) = registry.get_keyed(&client_id, key).cloned() else {
                     continue;
                 };
                 let mut inner = entry.lock();
@@ -868,8 +879,7 @@ impl Broker {
                             let filters =
                                 self.end_session_locked(&entry, &mut inner, &mut deferred);
                             drop(inner);
-                            registry.by_client_id.remove(&entry.client_id);
-                            registry.by_key.remove(&key);
+                            registry.remove(&entry.client_id);
                             deferred.unsubscribe.push((key, filters));
                         }
                     }
@@ -1467,21 +1477,16 @@ impl Broker {
 
     /// Number of sessions, connected or not.
     pub fn session_count(&self) -> usize {
-        self.registry.lock().by_client_id.len()
+        self.registry.lock().len()
     }
 
     /// Every session, for listings.
     pub fn sessions(&self) -> Vec<Arc<SessionEntry>> {
-        self.registry
-            .lock()
-            .by_client_id
-            .values()
-            .cloned()
-            .collect()
+        self.registry.lock().iter().cloned().collect()
     }
 
     pub fn session(&self, client_id: &str) -> Option<Arc<SessionEntry>> {
-        self.registry.lock().by_client_id.get(client_id).cloned()
+        self.registry.lock().get(client_id).cloned()
     }
 
     /// Asks a client's connection to close (administrative action). True if it was connected.
@@ -1509,7 +1514,7 @@ impl Broker {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
-            let Some(entry) = registry.by_client_id.get(client_id).cloned() else {
+            let Some(entry) = registry.get(client_id).cloned() else {
                 return false;
             };
             let mut inner = entry.lock();
@@ -1526,8 +1531,7 @@ impl Broker {
             let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
             deferred.wills.clear();
             drop(inner);
-            registry.by_client_id.remove(client_id);
-            registry.by_key.remove(&entry.key);
+            registry.remove(client_id);
             deferred.unsubscribe.push((entry.key, filters));
         }
         self.run_deferred(deferred, Instant::now());

@@ -19,7 +19,7 @@ use switchboard_topic::FilterKind;
 
 use crate::entry::{Owner, SessionEntry, SessionInner, SubscriptionRecord};
 use crate::persist::{message_from_stored, will_from_publish, Store};
-use crate::{Broker, Settings, Subscriber, TimerKind};
+use crate::{Broker, Settings, Subscriber, Timer, TimerKind};
 
 /// The MQTT 5 subscription options byte (3.8.3.1).
 pub(crate) fn options_byte(options: &SubscriptionOptions) -> u8 {
@@ -300,10 +300,20 @@ impl Broker {
                 summary.subscriptions += 1;
             }
             if let Some(at) = expires_at {
-                timers.insert((at, key, TimerKind::SessionExpiry));
+                timers.insert(Timer {
+                    at,
+                    key,
+                    kind: TimerKind::SessionExpiry,
+                    client_id: client_id_arc.clone(),
+                });
             }
             if let Some((at, _)) = &pending_will {
-                timers.insert((*at, key, TimerKind::WillDelay));
+                timers.insert(Timer {
+                    at: *at,
+                    key,
+                    kind: TimerKind::WillDelay,
+                    client_id: client_id_arc.clone(),
+                });
                 summary.wills += 1;
             }
             // Bring the store in line with the session's new state.
@@ -317,8 +327,7 @@ impl Broker {
                     client_id: client_id.clone(),
                 }),
             }
-            registry.by_client_id.insert(client_id_arc, entry.clone());
-            registry.by_key.insert(key, entry);
+            registry.insert(entry);
             summary.sessions += 1;
         }
         drop(timers);
