@@ -569,7 +569,7 @@ impl Broker {
                     let key = self.next_key.fetch_add(1, Ordering::Relaxed);
                     let entry = Arc::new(SessionEntry::new(
                         key,
-                        client_id.clone(),
+                        client_id,
                         entry::SessionInner::new(
                             Session::with_shared_limits(self.session_limits.clone()),
                             version,

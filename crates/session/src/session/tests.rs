@@ -1281,6 +1281,6 @@ fn shared_limits_are_not_copied() {
     });
     assert_eq!(Arc::strong_count(&limits), 2);
     assert_eq!(one.limits().max_inflight, 1);
-    one.set_shared_limits(limits.clone());
+    one.set_shared_limits(limits);
     assert_eq!(one.limits(), two.limits());
 }
