@@ -1062,6 +1062,7 @@ impl Session {
             if let Some(traffic) = self.traffic.get_mut() {
                 traffic.journal = Journal::default();
             }
+            self.traffic.release_if_empty();
         }
     }
 

@@ -1241,6 +1241,14 @@ fn traffic_state_is_freed_once_empty_at_shrink_detach_and_clear() {
     );
     assert_eq!(session.inflight_len(), 1);
 
+    // Turning journaling off discards the events, and with them the state.
+    let mut session = attached(10);
+    session.set_journaling(true);
+    enqueue(&mut session, delivery("t", QoS::AtMostOnce), t0);
+    poll(&mut session, t0);
+    session.set_journaling(false);
+    assert!(session.traffic.get().is_none());
+
     // Detach with nothing left frees it; an inbound QoS 2 id keeps it.
     let mut session = attached(10);
     assert_eq!(session.incoming_qos2(7), IncomingQos2::New);
