@@ -211,31 +211,125 @@ pub(crate) struct SessionInner {
     /// its random state is 48), sorted for listings, and a client has few.
     pub(crate) subscriptions: BTreeMap<String, SubscriptionRecord>,
     pub(crate) connection: Option<Attached>,
-    /// Closes the broker ordered, `(generation, reason)`, not yet taken by
-    /// the connection task of that generation (see
-    /// [`SessionEntry::order_close`]). Empty, and unallocated, nearly always;
-    /// at most one entry per connection task of this session.
-    pub(crate) close_orders: Vec<(u64, ReasonCode)>,
     /// Where the attached connection waits while parked (no task of its own;
     /// see [`SessionEntry::park`]): whoever gives it work (a delivery, a
     /// close order) takes this and unparks it. `None` while it runs.
     pub(crate) parked: Option<ParkedAt>,
+    /// The will of the attached connection, armed at CONNECT. Boxed: a
+    /// `Will` is about 200 bytes, and most sessions have none. Not with the
+    /// [`Rare`] state: many clients do set a will, for as long as they are
+    /// connected.
+    pub(crate) will: Option<Box<Will>>,
+    /// See [`Rare`]; made on first use, freed once empty.
+    rare: Option<Box<Rare>>,
     pub(crate) version: ProtocolVersion,
     /// Seconds; `u32::MAX` = never expires.
     pub(crate) session_expiry: u32,
-    /// When a detached session ends (None while attached, or never).
-    pub(crate) expires_at: Option<Instant>,
-    /// The will of the attached connection, armed at CONNECT. Boxed, like
-    /// the pending will: a `Will` is about 200 bytes, and most sessions have
-    /// none, yet every session would pay for two inline.
-    pub(crate) will: Option<Box<Will>>,
-    /// A will waiting for its delay interval after the connection ended.
-    pub(crate) pending_will: Option<Box<(Instant, Will)>>,
     /// Set once the session has ended; a publisher holding a stale handle then skips it.
     pub(crate) ended: bool,
     /// Whether the durable store holds this session (a SessionUpsert was written
     /// and no SessionEnd since).
     pub(crate) recorded: bool,
+}
+
+/// What a session holds only now and then, boxed so that a connected,
+/// idle session (nearly all of them) pays one null pointer for it instead
+/// of 48 bytes: the close orders between the order and its taking, the
+/// expiry deadline while detached, a will waiting for its delay.
+#[derive(Debug, Default)]
+struct Rare {
+    /// Closes the broker ordered, `(generation, reason)`, not yet taken by
+    /// the connection task of that generation (see
+    /// [`SessionEntry::order_close`]); at most one entry per connection task
+    /// of this session.
+    close_orders: Vec<(u64, ReasonCode)>,
+    /// When a detached session ends (None while attached, or never).
+    expires_at: Option<Instant>,
+    /// A will waiting for its delay interval after the connection ended.
+    /// Boxed, like [`SessionInner::will`].
+    pending_will: Option<Box<(Instant, Will)>>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.close_orders.is_empty() && self.expires_at.is_none() && self.pending_will.is_none()
+    }
+}
+
+impl SessionInner {
+    /// A session with no subscriptions, no connection, no will, not ended
+    /// and not recorded.
+    pub(crate) fn new(session: Session, version: ProtocolVersion, session_expiry: u32) -> Self {
+        SessionInner {
+            session,
+            subscriptions: BTreeMap::new(),
+            connection: None,
+            parked: None,
+            will: None,
+            rare: None,
+            version,
+            session_expiry,
+            ended: false,
+            recorded: false,
+        }
+    }
+
+    /// When the session ends if no connection takes it first: `None` while
+    /// attached, or if it never expires.
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
+        self.rare.as_ref()?.expires_at
+    }
+
+    pub(crate) fn set_expires_at(&mut self, expires_at: Option<Instant>) {
+        match expires_at {
+            Some(_) => self.rare_mut().expires_at = expires_at,
+            None => {
+                if let Some(rare) = &mut self.rare {
+                    rare.expires_at = None;
+                    self.release_rare_if_empty();
+                }
+            }
+        }
+    }
+
+    /// The will waiting for its delay (the time it is due, and the will).
+    pub(crate) fn pending_will(&self) -> Option<&(Instant, Will)> {
+        self.rare.as_ref()?.pending_will.as_deref()
+    }
+
+    pub(crate) fn set_pending_will(&mut self, pending: Box<(Instant, Will)>) {
+        self.rare_mut().pending_will = Some(pending);
+    }
+
+    pub(crate) fn take_pending_will(&mut self) -> Option<Box<(Instant, Will)>> {
+        let pending = self.rare.as_mut()?.pending_will.take();
+        self.release_rare_if_empty();
+        pending
+    }
+
+    /// The close orders not yet taken (see [`SessionEntry::order_close`]).
+    #[cfg(test)]
+    pub(crate) fn close_orders(&self) -> &[(u64, ReasonCode)] {
+        self.rare
+            .as_ref()
+            .map_or(&[], |rare| rare.close_orders.as_slice())
+    }
+
+    /// Whether the rarely used state is allocated, to show it is freed.
+    #[cfg(test)]
+    pub(crate) fn holds_rare(&self) -> bool {
+        self.rare.is_some()
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn release_rare_if_empty(&mut self) {
+        if self.rare.as_deref().is_some_and(Rare::is_empty) {
+            self.rare = None;
+        }
+    }
 }
 
 /// What a connection task needs to know about its session, read in one lock.
@@ -383,6 +477,8 @@ impl SessionEntry {
             return false;
         }
         inner.parked = Some(at);
+        // Idle from now on: nothing kept at its last high-water mark.
+        inner.session.shrink();
         true
     }
 
@@ -414,13 +510,13 @@ impl SessionEntry {
         generation: u64,
         reason: ReasonCode,
     ) {
-        match inner
-            .close_orders
+        let close_orders = &mut inner.rare_mut().close_orders;
+        match close_orders
             .iter_mut()
             .find(|(ordered, _)| *ordered == generation)
         {
             Some(order) => order.1 = reason,
-            None => inner.close_orders.push((generation, reason)),
+            None => close_orders.push((generation, reason)),
         }
         self.close_pending.store(true, Ordering::Release);
         self.notify.notify_waiters();
@@ -437,14 +533,15 @@ impl SessionEntry {
             return None;
         }
         let mut inner = self.lock();
-        let position = inner
-            .close_orders
+        let close_orders = &mut inner.rare.as_mut()?.close_orders;
+        let position = close_orders
             .iter()
             .position(|(ordered, _)| *ordered == generation)?;
-        let (_, reason) = inner.close_orders.swap_remove(position);
-        if inner.close_orders.is_empty() {
-            inner.close_orders = Vec::new();
+        let (_, reason) = close_orders.swap_remove(position);
+        if close_orders.is_empty() {
+            *close_orders = Vec::new();
             self.close_pending.store(false, Ordering::Release);
+            inner.release_rare_if_empty();
         }
         Some(reason)
     }
@@ -452,15 +549,18 @@ impl SessionEntry {
     /// Forgets any order for `generation`, whose task is gone. Call with the
     /// session lock held.
     pub(crate) fn forget_close_order(&self, inner: &mut SessionInner, generation: u64) {
-        if inner.close_orders.is_empty() {
+        let Some(rare) = inner.rare.as_mut() else {
+            return;
+        };
+        if rare.close_orders.is_empty() {
             return;
         }
-        inner
-            .close_orders
+        rare.close_orders
             .retain(|(ordered, _)| *ordered != generation);
-        if inner.close_orders.is_empty() {
-            inner.close_orders = Vec::new();
+        if rare.close_orders.is_empty() {
+            rare.close_orders = Vec::new();
             self.close_pending.store(false, Ordering::Release);
+            inner.release_rare_if_empty();
         }
     }
 
@@ -528,7 +628,7 @@ impl SessionEntry {
             keep_alive: inner.connection.as_ref().map(|c| c.keep_alive),
             connected_since: inner.connection.as_ref().map(|c| c.connected_at),
             session_expiry: inner.session_expiry,
-            expires_at: inner.expires_at,
+            expires_at: inner.expires_at(),
             username: self.owner.lock().username().map(str::to_string),
             counts: SessionCounts {
                 queued: inner.session.queued_len(),
@@ -542,3 +642,6 @@ impl SessionEntry {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests;

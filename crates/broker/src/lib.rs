@@ -16,6 +16,7 @@ mod entry;
 mod metrics;
 pub mod persist;
 mod recover;
+mod registry;
 pub use recover::RestoreSummary;
 mod settings;
 mod sys;
@@ -24,7 +25,7 @@ mod tap;
 mod tests;
 pub use tap::{TapError, TapHandle, TapId, MAX_TAPS};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,10 +120,15 @@ enum TimerKind {
     WillDelay,
 }
 
-#[derive(Debug, Default)]
-struct Registry {
-    by_client_id: HashMap<Arc<str>, Arc<SessionEntry>>,
-    by_key: HashMap<SessionKey, Arc<SessionEntry>>,
+/// A timer for one session. The client id finds the session (see
+/// [`registry`]), the key tells it from a later session with the same
+/// client id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    key: SessionKey,
+    kind: TimerKind,
+    client_id: Arc<str>,
 }
 
 /// An entry in the topic index: the session and the options it subscribed with.
@@ -224,10 +230,10 @@ struct Deferred {
 #[derive(Debug)]
 pub struct Broker {
     settings: Settings,
-    registry: Mutex<Registry>,
+    registry: Mutex<registry::Registry>,
     index: RwLock<TopicIndex<SessionKey, Subscriber>>,
     retained: RwLock<RetainedStore>,
-    timers: Mutex<BTreeSet<(Instant, SessionKey, TimerKind)>>,
+    timers: Mutex<BTreeSet<Timer>>,
     next_key: AtomicU64,
     next_generation: AtomicU64,
     next_message_id: AtomicU64,
@@ -235,6 +241,9 @@ pub struct Broker {
     /// Queued bytes across all sessions and their bound (see the `budget`
     /// module); every `SessionEntry` holds a handle to settle into.
     budget: Arc<budget::QueueBudget>,
+    /// The limits of every session, from `settings`: one copy that all
+    /// sessions share rather than one each.
+    session_limits: Arc<SessionLimits>,
     started: Instant,
     /// The durable log; `None` in memory mode.
     store: Option<Arc<Store>>,
@@ -274,8 +283,9 @@ impl Broker {
     pub fn new(settings: Settings, now: Instant) -> Broker {
         Broker {
             budget: Arc::new(budget::QueueBudget::new(settings.max_queued_bytes_total)),
+            session_limits: Arc::new(session_limits(&settings)),
             settings,
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(registry::Registry::default()),
             index: RwLock::new(TopicIndex::new()),
             retained: RwLock::new(RetainedStore::default()),
             timers: Mutex::new(BTreeSet::new()),
@@ -414,15 +424,6 @@ impl Broker {
         self.started
     }
 
-    fn session_limits(&self) -> SessionLimits {
-        SessionLimits {
-            max_queued_messages: self.settings.max_queued_messages,
-            max_queued_bytes: self.settings.max_queued_bytes,
-            max_inflight: self.settings.receive_maximum,
-            queue_qos0_offline: self.settings.queue_qos0_offline,
-        }
-    }
-
     /// Handles a CONNECT that passed decoding: picks or checks the client
     /// identifier, takes over an existing connection (race-free: the registry
     /// lock serialises every CONNECT), resumes or replaces the session, and
@@ -509,7 +510,7 @@ impl Broker {
         let (entry, session_present, resend) = {
             let mut registry = self.registry.lock();
             let mut resumed = None;
-            if let Some(old) = registry.by_client_id.get(&client_id).cloned() {
+            if let Some(old) = registry.get(&client_id).cloned() {
                 let mut inner = old.lock();
                 // A session belongs to the user who made it: another user with the same
                 // client id starts clean instead of inheriting its queue and subscriptions.
@@ -539,22 +540,21 @@ impl Broker {
                         }
                     }
                 }
-                if let Some(pending) = inner.pending_will.take() {
+                if let Some(pending) = inner.take_pending_will() {
                     // A delayed will: a new connection to the session cancels it
                     // ([MQTT-3.1.3-9]); a clean start ends the session, which sends it.
                     if clean_start {
                         deferred.wills.push((pending.1, inner.version));
                     }
                 }
-                let expired = inner.expires_at.is_some_and(|at| at <= now);
+                let expired = inner.expires_at().is_some_and(|at| at <= now);
                 if clean_start || expired || inner.ended {
                     let filters = self.end_session_locked(&old, &mut inner, &mut deferred);
                     drop(inner);
-                    registry.by_client_id.remove(&client_id);
-                    registry.by_key.remove(&old.key);
+                    registry.remove(&client_id);
                     deferred.unsubscribe.push((old.key, filters));
                 } else {
-                    inner.expires_at = None;
+                    inner.set_expires_at(None);
                     drop(inner);
                     resumed = Some(old);
                 }
@@ -571,25 +571,15 @@ impl Broker {
                     let key = self.next_key.fetch_add(1, Ordering::Relaxed);
                     let entry = Arc::new(SessionEntry::new(
                         key,
-                        client_id.clone(),
-                        entry::SessionInner {
-                            session: Session::new(self.session_limits()),
-                            subscriptions: std::collections::BTreeMap::new(),
-                            connection: None,
-                            close_orders: Vec::new(),
-                            parked: None,
+                        client_id,
+                        entry::SessionInner::new(
+                            Session::with_shared_limits(self.session_limits.clone()),
                             version,
                             session_expiry,
-                            expires_at: None,
-                            will: None,
-                            pending_will: None,
-                            ended: false,
-                            recorded: false,
-                        },
+                        ),
                         self.budget.clone(),
                     ));
-                    registry.by_client_id.insert(client_id, entry.clone());
-                    registry.by_key.insert(key, entry.clone());
+                    registry.insert(entry.clone());
                     entry
                 }
             };
@@ -714,10 +704,13 @@ impl Broker {
                     deferred.wills.push((*will, inner.version));
                 } else {
                     let at = now + Duration::from_secs(u64::from(delay));
-                    inner.pending_will = Some(Box::new((at, *will)));
-                    self.timers
-                        .lock()
-                        .insert((at, entry.key, TimerKind::WillDelay));
+                    inner.set_pending_will(Box::new((at, *will)));
+                    self.timers.lock().insert(Timer {
+                        at,
+                        key: entry.key,
+                        kind: TimerKind::WillDelay,
+                        client_id: entry.client_id.clone(),
+                    });
                 }
             }
             // A departing shared-subscription member's unacknowledged messages go to
@@ -729,16 +722,18 @@ impl Broker {
             if inner.session_expiry == 0 && reason != CloseReason::Shutdown {
                 let filters = self.end_session_locked(entry, &mut inner, &mut deferred);
                 drop(inner);
-                registry.by_client_id.remove(&entry.client_id);
-                registry.by_key.remove(&entry.key);
+                registry.remove(&entry.client_id);
                 deferred.unsubscribe.push((entry.key, filters));
             } else {
                 if inner.session_expiry != u32::MAX {
                     let at = now + Duration::from_secs(u64::from(inner.session_expiry));
-                    inner.expires_at = Some(at);
-                    self.timers
-                        .lock()
-                        .insert((at, entry.key, TimerKind::SessionExpiry));
+                    inner.set_expires_at(Some(at));
+                    self.timers.lock().insert(Timer {
+                        at,
+                        key: entry.key,
+                        kind: TimerKind::SessionExpiry,
+                        client_id: entry.client_id.clone(),
+                    });
                 }
                 if inner.recorded {
                     self.record_detached(
@@ -769,9 +764,9 @@ impl Broker {
         let client_id = entry.client_id.to_string();
         records.push(Record::SessionDetached {
             client_id: client_id.clone(),
-            expires_at_ms: inner.expires_at.map(|at| store.clock().to_unix_ms(at)),
+            expires_at_ms: inner.expires_at().map(|at| store.clock().to_unix_ms(at)),
         });
-        match (inner.pending_will.as_deref(), kept_will) {
+        match (inner.pending_will(), kept_will) {
             (Some((at, will)), _) => records.extend(store.will_record(&client_id, will, Some(*at))),
             (None, Some(will)) => records.extend(store.will_record(&client_id, will, None)),
             (None, None) => records.push(Record::WillClear { client_id }),
@@ -794,7 +789,7 @@ impl Broker {
             inner.recorded = false;
         }
         inner.session.set_journaling(false);
-        if let Some(pending) = inner.pending_will.take() {
+        if let Some(pending) = inner.take_pending_will() {
             // The will is sent when the session ends, if that comes before its delay
             // ([MQTT-3.1.3-9] v5).
             deferred.wills.push((pending.1, inner.version));
@@ -842,15 +837,11 @@ impl Broker {
     /// Fires due timers: delayed wills and session expiry. Call about once a second
     /// with the current time.
     pub fn tick(&self, now: Instant) {
-        let due: Vec<(Instant, SessionKey, TimerKind)> = {
+        let due: Vec<Timer> = {
             let mut timers = self.timers.lock();
             let mut due = Vec::new();
-            while let Some(first) = timers.first().copied() {
-                if first.0 > now {
-                    break;
-                }
-                timers.pop_first();
-                due.push(first);
+            while timers.first().is_some_and(|first| first.at <= now) {
+                due.extend(timers.pop_first());
             }
             due
         };
@@ -860,19 +851,21 @@ impl Broker {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
-            for (at, key, kind) in due {
-                let Some(entry) = registry.by_key.get(&key).cloned() else {
+            for Timer {
+                at,
+                key,
+                kind,
+                client_id,
+            } in due
+            {
+                let Some(entry) = registry.get_keyed(&client_id, key).cloned() else {
                     continue;
                 };
                 let mut inner = entry.lock();
                 match kind {
                     TimerKind::WillDelay => {
-                        if inner
-                            .pending_will
-                            .as_ref()
-                            .is_some_and(|pending| pending.0 == at)
-                        {
-                            if let Some(pending) = inner.pending_will.take() {
+                        if inner.pending_will().is_some_and(|pending| pending.0 == at) {
+                            if let Some(pending) = inner.take_pending_will() {
                                 deferred.wills.push((pending.1, inner.version));
                                 if inner.recorded {
                                     deferred.records.push(Record::WillClear {
@@ -883,13 +876,12 @@ impl Broker {
                         }
                     }
                     TimerKind::SessionExpiry => {
-                        if inner.connection.is_none() && inner.expires_at == Some(at) {
+                        if inner.connection.is_none() && inner.expires_at() == Some(at) {
                             Metrics::incr(&self.metrics.sessions_expired);
                             let filters =
                                 self.end_session_locked(&entry, &mut inner, &mut deferred);
                             drop(inner);
-                            registry.by_client_id.remove(&entry.client_id);
-                            registry.by_key.remove(&key);
+                            registry.remove(&entry.client_id);
                             deferred.unsubscribe.push((key, filters));
                         }
                     }
@@ -1494,21 +1486,16 @@ impl Broker {
 
     /// Number of sessions, connected or not.
     pub fn session_count(&self) -> usize {
-        self.registry.lock().by_client_id.len()
+        self.registry.lock().len()
     }
 
     /// Every session, for listings.
     pub fn sessions(&self) -> Vec<Arc<SessionEntry>> {
-        self.registry
-            .lock()
-            .by_client_id
-            .values()
-            .cloned()
-            .collect()
+        self.registry.lock().iter().cloned().collect()
     }
 
     pub fn session(&self, client_id: &str) -> Option<Arc<SessionEntry>> {
-        self.registry.lock().by_client_id.get(client_id).cloned()
+        self.registry.lock().get(client_id).cloned()
     }
 
     /// Asks a client's connection to close (administrative action). True if it was connected.
@@ -1536,7 +1523,7 @@ impl Broker {
         let mut deferred = Deferred::default();
         {
             let mut registry = self.registry.lock();
-            let Some(entry) = registry.by_client_id.get(client_id).cloned() else {
+            let Some(entry) = registry.get(client_id).cloned() else {
                 return false;
             };
             let mut inner = entry.lock();
@@ -1549,12 +1536,11 @@ impl Broker {
                 Metrics::decr(&self.metrics.connections_current);
             }
             inner.will = None;
-            inner.pending_will = None;
+            inner.take_pending_will();
             let filters = self.end_session_locked(&entry, &mut inner, &mut deferred);
             deferred.wills.clear();
             drop(inner);
-            registry.by_client_id.remove(client_id);
-            registry.by_key.remove(&entry.key);
+            registry.remove(client_id);
             deferred.unsubscribe.push((entry.key, filters));
         }
         self.run_deferred(deferred, Instant::now());
@@ -1583,6 +1569,16 @@ impl Broker {
 
 /// The effective will delay: the will goes out at the earlier of its delay and the
 /// session's end ([MQTT-3.1.2-8] v5 wording of 3.1.3.2.2).
+/// The limits of every session under `settings`.
+fn session_limits(settings: &Settings) -> SessionLimits {
+    SessionLimits {
+        max_queued_messages: settings.max_queued_messages,
+        max_queued_bytes: settings.max_queued_bytes,
+        max_inflight: settings.receive_maximum,
+        queue_qos0_offline: settings.queue_qos0_offline,
+    }
+}
+
 fn will_delay(will: &Will, session_expiry: u32) -> u32 {
     will.properties
         .will_delay_interval

@@ -19,7 +19,7 @@ use switchboard_topic::FilterKind;
 
 use crate::entry::{Owner, SessionEntry, SessionInner, SubscriptionRecord};
 use crate::persist::{message_from_stored, will_from_publish, Store};
-use crate::{Broker, Settings, Subscriber, TimerKind};
+use crate::{Broker, Settings, Subscriber, Timer, TimerKind};
 
 /// The MQTT 5 subscription options byte (3.8.3.1).
 pub(crate) fn options_byte(options: &SubscriptionOptions) -> u8 {
@@ -136,7 +136,6 @@ impl Broker {
             properties: Default::default(),
             expires_at: None,
         });
-        let limits = broker.session_limits();
         let mut registry = broker.registry.lock();
         let mut index = broker.index.write();
         let mut timers = broker.timers.lock();
@@ -144,7 +143,7 @@ impl Broker {
             let key = broker
                 .next_key
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut session = Session::new(limits);
+            let mut session = Session::with_shared_limits(broker.session_limits.clone());
             let delivery_of =
                 |entry: &switchboard_store::QueueEntry, message: SharedMessage| Delivery {
                     message,
@@ -253,19 +252,15 @@ impl Broker {
             let entry = Arc::new(SessionEntry::new(
                 key,
                 client_id_arc.clone(),
-                SessionInner {
-                    session,
-                    subscriptions: subscriptions.clone(),
-                    connection: None,
-                    close_orders: Vec::new(),
-                    parked: None,
-                    version,
-                    session_expiry,
-                    expires_at,
-                    will: None,
-                    pending_will: pending_will.clone().map(Box::new),
-                    ended: false,
-                    recorded: true,
+                {
+                    let mut inner = SessionInner::new(session, version, session_expiry);
+                    inner.subscriptions = subscriptions.clone();
+                    inner.set_expires_at(expires_at);
+                    if let Some(pending) = &pending_will {
+                        inner.set_pending_will(Box::new(pending.clone()));
+                    }
+                    inner.recorded = true;
+                    inner
                 },
                 broker.budget.clone(),
             ));
@@ -305,10 +300,20 @@ impl Broker {
                 summary.subscriptions += 1;
             }
             if let Some(at) = expires_at {
-                timers.insert((at, key, TimerKind::SessionExpiry));
+                timers.insert(Timer {
+                    at,
+                    key,
+                    kind: TimerKind::SessionExpiry,
+                    client_id: client_id_arc.clone(),
+                });
             }
             if let Some((at, _)) = &pending_will {
-                timers.insert((*at, key, TimerKind::WillDelay));
+                timers.insert(Timer {
+                    at: *at,
+                    key,
+                    kind: TimerKind::WillDelay,
+                    client_id: client_id_arc.clone(),
+                });
                 summary.wills += 1;
             }
             // Bring the store in line with the session's new state.
@@ -322,8 +327,7 @@ impl Broker {
                     client_id: client_id.clone(),
                 }),
             }
-            registry.by_client_id.insert(client_id_arc, entry.clone());
-            registry.by_key.insert(key, entry);
+            registry.insert(entry);
             summary.sessions += 1;
         }
         drop(timers);

@@ -225,7 +225,36 @@ mod close_orders {
             Instant::now(),
         );
         assert_eq!(first.entry.close_order(first.generation), None);
-        assert!(first.entry.lock().close_orders.is_empty());
+        assert!(first.entry.lock().close_orders().is_empty());
+    }
+
+    #[test]
+    fn rarely_used_state_is_freed_once_empty() {
+        let broker = broker();
+        let first = connect(&broker, "c");
+        assert!(
+            !first.entry.lock().holds_rare(),
+            "nothing rare while connected"
+        );
+        // A takeover: an order for the old connection, until it is taken.
+        let second = connect(&broker, "c");
+        assert!(second.entry.lock().holds_rare());
+        assert!(first.entry.close_order(first.generation).is_some());
+        assert!(!second.entry.lock().holds_rare());
+        // Detached: the expiry deadline is kept (60 s), until a reconnect.
+        broker.disconnected(
+            &second.entry,
+            second.generation,
+            CloseReason::Normal {
+                session_expiry: None,
+            },
+            Instant::now(),
+        );
+        assert!(second.entry.lock().expires_at().is_some());
+        let third = connect(&broker, "c");
+        assert!(Arc::ptr_eq(&second.entry, &third.entry), "session resumed");
+        assert!(third.entry.lock().expires_at().is_none());
+        assert!(!third.entry.lock().holds_rare());
     }
 
     #[test]

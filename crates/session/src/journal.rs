@@ -50,14 +50,16 @@ pub enum JournalEvent {
     },
 }
 
-/// The recorder inside a session: a switch and the events not yet taken.
+/// The events a session recorded and the store has not taken yet.
 ///
-/// A separate struct so that recording borrows only this field, not the
-/// whole session (the in-flight entry being acted on is often still
-/// borrowed). When off, recording is one branch on a `bool`.
+/// Whether to record at all is the session's `journaling` switch, kept
+/// outside: this buffer lives in the session's lazily made traffic state
+/// (nothing is allocated for a session that records nothing), and recording
+/// borrows only that state, not the whole session (the in-flight entry
+/// being acted on is often still borrowed). When off, recording is one
+/// branch on a `bool`.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
-    on: bool,
     /// Grows by at most a few events per session call; the caller drains it
     /// with [`Journal::take`] after each lock hold, so it stays at the
     /// high-water mark of one call (O(state) for `clear`).
@@ -65,30 +67,18 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    pub(crate) fn is_on(&self) -> bool {
-        self.on
-    }
-
-    /// Turning it off drops the events not yet taken and frees the buffer:
-    /// they could only mislead a store that starts over when journaling is
-    /// turned on again.
-    pub(crate) fn set_on(&mut self, on: bool) {
-        self.on = on;
-        if !on {
-            self.events = Vec::new();
-        }
-    }
-
     #[inline]
     pub(crate) fn record(&mut self, event: JournalEvent) {
-        if self.on {
-            self.events.push(event);
-        }
+        self.events.push(event);
     }
 
     /// Appends the recorded events to `out`; keeps the buffer's capacity.
     pub(crate) fn take(&mut self, out: &mut Vec<JournalEvent>) {
         out.append(&mut self.events);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// What the buffer has allocated, to show that journaling off allocates nothing.

@@ -35,6 +35,8 @@
 //!    session lives on: [`Session::take_shared`]. Session ended:
 //!    [`Session::clear`].
 //! 6. Now and then (e.g. on each metrics tick): [`Session::take_drops`].
+//! 7. A connection about to sit idle: [`Session::shrink`] frees what an
+//!    empty session still holds from its last burst of traffic.
 //!
 //! Per connection, also [`InboundAliases`] (new for every connection) and
 //! [`KeepAlive`].
@@ -88,7 +90,13 @@
 //! amortised. Per message they allocate nothing but the returned `Publish`
 //! (its topic `String`, and for MQTT 5 clients the cloned properties); a
 //! delivery moves from the queue into its in-flight slot without a copy, and
-//! the queue and in-flight containers only grow to their high-water mark.
+//! the queue and in-flight containers only grow to their high-water mark
+//! (the in-flight ones are freed when the last flow ends, the rest once
+//! empty at [`Session::detach`], [`Session::clear`] and [`Session::shrink`]).
+//!
+//! An idle session that never had traffic holds no heap memory at all: 56
+//! bytes inline, its limits shared with other sessions
+//! ([`Session::with_shared_limits`]).
 //! `attach`, `clear` and `take_shared` are O(state).
 
 mod alias;

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_codec::{
@@ -225,47 +226,118 @@ struct Queued {
 
 /// The state of one MQTT session (4.1) as the server holds it, across any
 /// number of connections. See the crate doc for the call order.
+///
+/// Small while idle: every connected client has one, and most of them,
+/// most of the time, have nothing queued, nothing in flight and nothing to
+/// count. What only traffic fills lives in [`Traffic`], made on first use;
+/// the limits, the same for nearly every session, are shared.
 #[derive(Debug)]
 pub struct Session {
-    limits: SessionLimits,
+    limits: Arc<SessionLimits>,
     /// The connection's parameters while one is attached.
     client: Option<ClientParams>,
+    /// Outgoing QoS 1 and 2 messages not fully acknowledged.
+    inflight: InFlight,
+    /// Entries with `counted` set: the send quota used on this connection
+    /// (4.9). Never above the window except after [`Session::set_limits`]
+    /// shrinks it; a `u16` because no more than 65,535 flows exist at once.
+    quota_used: u16,
+    /// Whether to record [`JournalEvent`]s ([`Session::set_journaling`]).
+    journaling: bool,
+    traffic: LazyTraffic,
+}
+
+/// What only traffic fills: empty for a session that has never had any,
+/// and again once everything has been sent, acknowledged and collected.
+#[derive(Debug, Default)]
+struct Traffic {
     /// Deliveries not yet sent, oldest first.
     queue: VecDeque<Queued>,
     /// Sum of `size` over `queue`.
     queued_bytes: usize,
-    /// Outgoing QoS 1 and 2 messages not fully acknowledged.
-    inflight: InFlight,
     /// In-flight `(sequence, packet_id)` whose PUBLISH must be resent (DUP=1)
     /// on this connection but did not fit the window at attach; send order.
     /// Served before the queue. Stale records are skipped.
     resend: VecDeque<(u64, u16)>,
-    /// Entries with `counted` set: the send quota used on this connection
-    /// (4.9). Never above the window except after [`Session::set_limits`]
-    /// shrinks it.
-    quota_used: usize,
     /// Ids of inbound QoS 2 messages routed but not yet released by PUBREL
     /// (4.1: part of the session state). At most 65,535 entries.
     incoming_qos2: PacketIdSet,
     drops: DropCounts,
-    /// What a durable store must record; off (and empty) unless the broker
-    /// persists this session ([`Session::set_journaling`]).
+    /// What a durable store must record; empty unless the session is
+    /// journaling ([`Session::set_journaling`]).
     journal: Journal,
+}
+
+impl Traffic {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+            && self.resend.is_empty()
+            && self.incoming_qos2.is_empty()
+            && self.drops.is_empty()
+            && self.journal.is_empty()
+    }
+}
+
+/// A session's [`Traffic`], boxed and made on first use: an idle session
+/// holds one null pointer instead of 168 bytes of empty containers.
+/// Freed again when all of it is empty at [`Session::detach`],
+/// [`Session::clear`] and [`Session::shrink`], not on the hot paths: a
+/// busy session would otherwise allocate it again for every message.
+///
+/// A field of its own (with methods borrowing only it) so that recording a
+/// journal event or a drop leaves the rest of the session free to borrow.
+#[derive(Debug, Default)]
+struct LazyTraffic(Option<Box<Traffic>>);
+
+impl LazyTraffic {
+    fn get(&self) -> Option<&Traffic> {
+        self.0.as_deref()
+    }
+
+    /// The traffic state if there is any; does not make it.
+    fn get_mut(&mut self) -> Option<&mut Traffic> {
+        self.0.as_deref_mut()
+    }
+
+    /// The traffic state, made if there is none yet.
+    fn make(&mut self) -> &mut Traffic {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// Records `event` if `journaling` (the session's switch).
+    #[inline]
+    fn record(&mut self, journaling: bool, event: JournalEvent) {
+        if journaling {
+            self.make().journal.record(event);
+        }
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        self.make().drops.count(reason);
+    }
+
+    fn release_if_empty(&mut self) {
+        if self.0.as_deref().is_some_and(Traffic::is_empty) {
+            self.0 = None;
+        }
+    }
 }
 
 impl Session {
     pub fn new(limits: SessionLimits) -> Session {
+        Session::with_shared_limits(Arc::new(limits))
+    }
+
+    /// A session whose limits are shared with others (the broker gives every
+    /// session the same `Arc`): 8 bytes per session instead of a copy.
+    pub fn with_shared_limits(limits: Arc<SessionLimits>) -> Session {
         Session {
             limits,
             client: None,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
             inflight: InFlight::new(),
-            resend: VecDeque::new(),
             quota_used: 0,
-            incoming_qos2: PacketIdSet::default(),
-            drops: DropCounts::default(),
-            journal: Journal::default(),
+            journaling: false,
+            traffic: LazyTraffic::default(),
         }
     }
 
@@ -273,11 +345,24 @@ impl Session {
     /// queued is dropped); a smaller in-flight cap stops new sends until
     /// enough acknowledgements come back.
     pub fn set_limits(&mut self, limits: SessionLimits) {
+        self.limits = Arc::new(limits);
+    }
+
+    /// [`Session::set_limits`] with limits shared with other sessions.
+    pub fn set_shared_limits(&mut self, limits: Arc<SessionLimits>) {
         self.limits = limits;
     }
 
     pub fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// Frees the memory of a session with nothing queued, in flight or left
+    /// to collect (drops, journal events), which an idle session would
+    /// otherwise keep at its last high-water mark. Changes nothing else:
+    /// for a connection about to sit idle. O(1).
+    pub fn shrink(&mut self) {
+        self.traffic.release_if_empty();
     }
 
     /// The attached connection's parameters, if any.
@@ -308,7 +393,9 @@ impl Session {
     pub fn attach(&mut self, client: ClientParams) -> Vec<Packet> {
         self.client = Some(client);
         self.quota_used = 0;
-        self.resend.clear();
+        if let Some(traffic) = self.traffic.get_mut() {
+            traffic.resend.clear();
+        }
         self.inflight.sweep_order();
         for entry in self.inflight.entries_mut() {
             entry.counted = false;
@@ -328,8 +415,8 @@ impl Session {
                 FlowState::Unacknowledged(delivery) => delivery,
             };
             let message_id = delivery.message.id;
-            if self.quota_used >= window {
-                self.resend.push_back((sequence, packet_id));
+            if usize::from(self.quota_used) >= window {
+                self.traffic.make().resend.push_back((sequence, packet_id));
                 continue;
             }
             let publish = build_publish(
@@ -347,11 +434,14 @@ impl Session {
                 }
                 None => {
                     self.inflight.remove(packet_id);
-                    self.drops.count(DropReason::TooLargeForClient);
-                    self.journal.record(JournalEvent::Removed {
-                        message_id,
-                        packet_id: Some(packet_id),
-                    });
+                    self.traffic.count_drop(DropReason::TooLargeForClient);
+                    self.traffic.record(
+                        self.journaling,
+                        JournalEvent::Removed {
+                            message_id,
+                            packet_id: Some(packet_id),
+                        },
+                    );
                 }
             }
         }
@@ -359,11 +449,15 @@ impl Session {
     }
 
     /// The connection is gone; everything is kept for a later
-    /// [`Session::attach`].
+    /// [`Session::attach`] (and, with nothing kept, memory is freed as by
+    /// [`Session::shrink`]).
     pub fn detach(&mut self) {
         self.client = None;
         self.quota_used = 0;
-        self.resend.clear();
+        if let Some(traffic) = self.traffic.get_mut() {
+            traffic.resend.clear();
+        }
+        self.traffic.release_if_empty();
     }
 
     pub fn is_attached(&self) -> bool {
@@ -388,28 +482,36 @@ impl Session {
     /// QoS 2 ids are not journaled (see [`JournalEvent`]).
     pub fn clear(&mut self) -> Vec<Delivery> {
         let shared = self.take_shared();
-        if self.journal.is_on() {
+        if self.journaling {
             for (_, packet_id) in self.inflight.order() {
                 if let Some(entry) = self.inflight.get(packet_id) {
-                    self.journal.record(JournalEvent::Removed {
-                        message_id: entry.state.message_id(),
-                        packet_id: Some(packet_id),
+                    self.traffic.record(
+                        true,
+                        JournalEvent::Removed {
+                            message_id: entry.state.message_id(),
+                            packet_id: Some(packet_id),
+                        },
+                    );
+                }
+            }
+            if let Some(Traffic { queue, journal, .. }) = self.traffic.get_mut() {
+                for queued in queue.iter() {
+                    journal.record(JournalEvent::Removed {
+                        message_id: queued.delivery.message.id,
+                        packet_id: None,
                     });
                 }
             }
-            for queued in &self.queue {
-                self.journal.record(JournalEvent::Removed {
-                    message_id: queued.delivery.message.id,
-                    packet_id: None,
-                });
-            }
         }
-        self.queue.clear();
-        self.queued_bytes = 0;
         self.inflight.clear();
-        self.resend.clear();
         self.quota_used = 0;
-        self.incoming_qos2.clear();
+        if let Some(traffic) = self.traffic.get_mut() {
+            traffic.queue.clear();
+            traffic.queued_bytes = 0;
+            traffic.resend.clear();
+            traffic.incoming_qos2.clear();
+        }
+        self.traffic.release_if_empty();
         shared
     }
 
@@ -433,33 +535,47 @@ impl Session {
             if entry.counted {
                 self.quota_used = self.quota_used.saturating_sub(1);
             }
-            self.journal.record(JournalEvent::Removed {
-                message_id: entry.state.message_id(),
-                packet_id: Some(packet_id),
-            });
+            self.traffic.record(
+                self.journaling,
+                JournalEvent::Removed {
+                    message_id: entry.state.message_id(),
+                    packet_id: Some(packet_id),
+                },
+            );
             if let FlowState::Unacknowledged(delivery) = entry.state {
                 shared.push(delivery);
             }
         }
-        if self
-            .queue
+        let journaling = self.journaling;
+        let Some(Traffic {
+            queue,
+            queued_bytes,
+            journal,
+            ..
+        }) = self.traffic.get_mut()
+        else {
+            return shared;
+        };
+        if queue
             .iter()
             .any(|queued| queued.delivery.shared_group.is_some())
         {
-            let mut kept = VecDeque::with_capacity(self.queue.len());
-            for queued in self.queue.drain(..) {
+            let mut kept = VecDeque::with_capacity(queue.len());
+            for queued in queue.drain(..) {
                 if queued.delivery.shared_group.is_some() {
-                    self.queued_bytes = self.queued_bytes.saturating_sub(queued.size);
-                    self.journal.record(JournalEvent::Removed {
-                        message_id: queued.delivery.message.id,
-                        packet_id: None,
-                    });
+                    *queued_bytes = queued_bytes.saturating_sub(queued.size);
+                    if journaling {
+                        journal.record(JournalEvent::Removed {
+                            message_id: queued.delivery.message.id,
+                            packet_id: None,
+                        });
+                    }
                     shared.push(queued.delivery);
                 } else {
                     kept.push_back(queued);
                 }
             }
-            self.queue = kept;
+            *queue = kept;
         }
         shared
     }
@@ -486,12 +602,8 @@ impl Session {
     pub fn enqueue(&mut self, delivery: Delivery, now: Instant) -> EnqueueOutcome {
         let outcome = self.admit(&delivery, now);
         match outcome {
-            EnqueueOutcome::Queued => {
-                let size = delivery.message.size();
-                self.queued_bytes = self.queued_bytes.saturating_add(size);
-                self.queue.push_back(Queued { delivery, size });
-            }
-            EnqueueOutcome::Dropped(reason) => self.drops.count(reason),
+            EnqueueOutcome::Queued => self.push_queued(delivery),
+            EnqueueOutcome::Dropped(reason) => self.traffic.count_drop(reason),
         }
         outcome
     }
@@ -509,7 +621,7 @@ impl Session {
         let size = delivery.message.size();
         if self.queue_is_full(size) {
             self.discard_expired_head(now);
-            if self.queue.len() >= self.limits.max_queued_messages {
+            if self.queued_len() >= self.limits.max_queued_messages {
                 return EnqueueOutcome::Dropped(DropReason::QueueFull);
             }
             if self.queue_is_full(size) {
@@ -520,14 +632,23 @@ impl Session {
     }
 
     fn queue_is_full(&self, size: usize) -> bool {
-        self.queue.len() >= self.limits.max_queued_messages
-            || (!self.queue.is_empty()
-                && self.queued_bytes.saturating_add(size) > self.limits.max_queued_bytes)
+        let length = self.queued_len();
+        length >= self.limits.max_queued_messages
+            || (length > 0
+                && self.queued_bytes().saturating_add(size) > self.limits.max_queued_bytes)
+    }
+
+    /// Appends to the queue (the bounds were checked, or are bypassed).
+    fn push_queued(&mut self, delivery: Delivery) {
+        let size = delivery.message.size();
+        let traffic = self.traffic.make();
+        traffic.queued_bytes = traffic.queued_bytes.saturating_add(size);
+        traffic.queue.push_back(Queued { delivery, size });
     }
 
     /// Removes expired deliveries from the front of the queue, counting them.
     fn discard_expired_head(&mut self, now: Instant) {
-        while let Some(queued) = self.queue.front() {
+        while let Some(queued) = self.traffic.get().and_then(|traffic| traffic.queue.front()) {
             if !queued.delivery.message.is_expired(now) {
                 break;
             }
@@ -539,17 +660,21 @@ impl Session {
     /// counted, and journaled as removed.
     fn drop_queued_head(&mut self, reason: DropReason) {
         if let Some(delivery) = self.pop_queued() {
-            self.drops.count(reason);
-            self.journal.record(JournalEvent::Removed {
-                message_id: delivery.message.id,
-                packet_id: None,
-            });
+            self.traffic.count_drop(reason);
+            self.traffic.record(
+                self.journaling,
+                JournalEvent::Removed {
+                    message_id: delivery.message.id,
+                    packet_id: None,
+                },
+            );
         }
     }
 
     fn pop_queued(&mut self) -> Option<Delivery> {
-        let queued = self.queue.pop_front()?;
-        self.queued_bytes = self.queued_bytes.saturating_sub(queued.size);
+        let traffic = self.traffic.get_mut()?;
+        let queued = traffic.queue.pop_front()?;
+        traffic.queued_bytes = traffic.queued_bytes.saturating_sub(queued.size);
         Some(queued.delivery)
     }
 
@@ -586,12 +711,13 @@ impl Session {
         if let Some(publish) = self.poll_resend(&client, window) {
             return Some(publish);
         }
-        if !self.resend.is_empty() {
+        let traffic = self.traffic.get()?;
+        if !traffic.resend.is_empty() {
             // Resends wait for the window; nothing may overtake them.
             return None;
         }
         loop {
-            let head = &self.queue.front()?.delivery;
+            let head = &self.traffic.get()?.queue.front()?.delivery;
             if head.message.is_expired(now) {
                 self.drop_queued_head(DropReason::Expired);
                 continue;
@@ -599,7 +725,7 @@ impl Session {
             let packet_id = if head.qos == QoS::AtMostOnce {
                 None
             } else {
-                if self.quota_used >= window {
+                if usize::from(self.quota_used) >= window {
                     return None;
                 }
                 // None only when all 65,535 ids are in flight: wait as for a full window.
@@ -618,15 +744,20 @@ impl Session {
             let message_id = delivery.message.id;
             match packet_id {
                 Some(packet_id) => {
-                    self.journal.record(JournalEvent::Sent {
-                        message_id,
-                        packet_id,
-                        qos: delivery.qos,
-                    });
+                    self.traffic.record(
+                        self.journaling,
+                        JournalEvent::Sent {
+                            message_id,
+                            packet_id,
+                            qos: delivery.qos,
+                        },
+                    );
                     self.inflight.insert(packet_id, delivery, expiry_interval);
                     self.quota_used = self.quota_used.saturating_add(1);
                 }
-                None => self.journal.record(JournalEvent::SentQos0 { message_id }),
+                None => self
+                    .traffic
+                    .record(self.journaling, JournalEvent::SentQos0 { message_id }),
             }
             return Some(publish);
         }
@@ -664,26 +795,29 @@ impl Session {
         }
         if let FlowState::Unacknowledged(delivery) = entry.state {
             let size = delivery.message.size();
-            self.queued_bytes = self.queued_bytes.saturating_add(size);
-            self.queue.push_front(Queued { delivery, size });
+            let traffic = self.traffic.make();
+            traffic.queued_bytes = traffic.queued_bytes.saturating_add(size);
+            traffic.queue.push_front(Queued { delivery, size });
         }
         true
     }
 
     /// The next deferred resend, if the window has room for it.
     fn poll_resend(&mut self, client: &ClientParams, window: usize) -> Option<Publish> {
-        while let Some(&(sequence, packet_id)) = self.resend.front() {
+        loop {
+            let resend = &mut self.traffic.get_mut()?.resend;
+            let &(sequence, packet_id) = resend.front()?;
             let still_unacknowledged = self.inflight.get(packet_id).is_some_and(|entry| {
                 entry.sequence == sequence && matches!(entry.state, FlowState::Unacknowledged(_))
             });
             if !still_unacknowledged {
-                self.resend.pop_front();
+                resend.pop_front();
                 continue;
             }
-            if self.quota_used >= window {
+            if usize::from(self.quota_used) >= window {
                 return None;
             }
-            self.resend.pop_front();
+            resend.pop_front();
             let entry = self.inflight.get_mut(packet_id)?;
             let FlowState::Unacknowledged(delivery) = &entry.state else {
                 continue;
@@ -704,23 +838,30 @@ impl Session {
                 }
                 _ => {
                     self.inflight.remove(packet_id);
-                    self.drops.count(DropReason::TooLargeForClient);
-                    self.journal.record(JournalEvent::Removed {
-                        message_id,
-                        packet_id: Some(packet_id),
-                    });
+                    self.traffic.count_drop(DropReason::TooLargeForClient);
+                    self.traffic.record(
+                        self.journaling,
+                        JournalEvent::Removed {
+                            message_id,
+                            packet_id: Some(packet_id),
+                        },
+                    );
                 }
             }
         }
-        None
     }
 
     /// Drops counted since the last call (from `enqueue`, `poll_publish` and
     /// `attach`), by reason; resets the counts. Every drop is counted here,
     /// including those `enqueue` also reports in its return value, so metrics
-    /// should be fed from this alone.
+    /// should be fed from this alone. Cheap when nothing was dropped (no
+    /// traffic state: one branch), as it is called after every poll.
     pub fn take_drops(&mut self) -> DropCounts {
-        std::mem::take(&mut self.drops)
+        self.traffic
+            .get_mut()
+            .map_or_else(DropCounts::default, |traffic| {
+                std::mem::take(&mut traffic.drops)
+            })
     }
 
     /// PUBACK from the client: the QoS 1 flow ends and the id is free, whatever
@@ -784,7 +925,8 @@ impl Session {
             return Ok(None);
         }
         entry.state = FlowState::Released { message_id };
-        self.journal.record(JournalEvent::Released { packet_id });
+        self.traffic
+            .record(self.journaling, JournalEvent::Released { packet_id });
         Ok(Some(Ack::new(packet_id)))
     }
 
@@ -816,10 +958,13 @@ impl Session {
             if entry.counted {
                 self.quota_used = self.quota_used.saturating_sub(1);
             }
-            self.journal.record(JournalEvent::Completed {
-                packet_id,
-                message_id: entry.state.message_id(),
-            });
+            self.traffic.record(
+                self.journaling,
+                JournalEvent::Completed {
+                    packet_id,
+                    message_id: entry.state.message_id(),
+                },
+            );
         }
     }
 
@@ -831,7 +976,7 @@ impl Session {
     /// [`Session::incoming_qos2_len`] against its Receive Maximum
     /// ([MQTT-3.3.4-7]); the set can hold at most 65,535 ids in any case.
     pub fn incoming_qos2(&mut self, packet_id: u16) -> IncomingQos2 {
-        if self.incoming_qos2.insert(packet_id) {
+        if self.traffic.make().incoming_qos2.insert(packet_id) {
             IncomingQos2::New
         } else {
             IncomingQos2::Duplicate
@@ -842,7 +987,7 @@ impl Session {
     /// answered its PUBLISH with an error PUBREC, after which the id starts a
     /// new message ([MQTT-4.3.3-9]). Returns whether it was known.
     pub fn abandon_incoming_qos2(&mut self, packet_id: u16) -> bool {
-        self.incoming_qos2.remove(&packet_id)
+        self.remove_incoming_qos2(packet_id)
     }
 
     /// PUBREL from the client: returns the reason code for the PUBCOMP
@@ -850,7 +995,7 @@ impl Session {
     /// id was not awaiting release. Afterwards the id starts a new message
     /// ([MQTT-4.3.3-12]).
     pub fn handle_pubrel(&mut self, packet_id: u16) -> ReasonCode {
-        if self.incoming_qos2.remove(&packet_id) {
+        if self.remove_incoming_qos2(packet_id) {
             ReasonCode::SUCCESS
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
@@ -859,7 +1004,15 @@ impl Session {
 
     /// Inbound QoS 2 ids awaiting PUBREL.
     pub fn incoming_qos2_len(&self) -> usize {
-        self.incoming_qos2.len()
+        self.traffic
+            .get()
+            .map_or(0, |traffic| traffic.incoming_qos2.len())
+    }
+
+    fn remove_incoming_qos2(&mut self, packet_id: u16) -> bool {
+        self.traffic
+            .get_mut()
+            .is_some_and(|traffic| traffic.incoming_qos2.remove(&packet_id))
     }
 
     /// Whether anything waits to be sent: queued deliveries, or in-flight
@@ -867,17 +1020,19 @@ impl Session {
     /// a task of its own (the server's parking), since only a new delivery or
     /// the client itself can give it work.
     pub fn has_output(&self) -> bool {
-        !self.queue.is_empty() || !self.resend.is_empty()
+        self.traffic
+            .get()
+            .is_some_and(|traffic| !traffic.queue.is_empty() || !traffic.resend.is_empty())
     }
 
     /// Deliveries waiting in the queue (not counting in-flight ones).
     pub fn queued_len(&self) -> usize {
-        self.queue.len()
+        self.traffic.get().map_or(0, |traffic| traffic.queue.len())
     }
 
     /// Bytes charged for the queued deliveries ([`crate::Message::size`]).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.traffic.get().map_or(0, |traffic| traffic.queued_bytes)
     }
 
     /// Outgoing QoS 1 and 2 flows not finished (awaiting PUBACK, PUBREC or
@@ -893,7 +1048,9 @@ impl Session {
         if self.client.is_none() {
             return false;
         }
-        !self.resend.is_empty() || !self.queue.is_empty()
+        self.traffic
+            .get()
+            .is_some_and(|traffic| !traffic.resend.is_empty() || !traffic.queue.is_empty())
     }
 
     /// Starts or stops recording [`JournalEvent`]s. Off by default, and then
@@ -910,11 +1067,17 @@ impl Session {
     /// starts following a session with deliveries already queued or in flight
     /// must learn about them some other way.
     pub fn set_journaling(&mut self, on: bool) {
-        self.journal.set_on(on);
+        self.journaling = on;
+        if !on {
+            if let Some(traffic) = self.traffic.get_mut() {
+                traffic.journal = Journal::default();
+            }
+            self.traffic.release_if_empty();
+        }
     }
 
     pub fn is_journaling(&self) -> bool {
-        self.journal.is_on()
+        self.journaling
     }
 
     /// Moves the events recorded since the last call into `out` (appends), in
@@ -924,7 +1087,18 @@ impl Session {
     /// store sees one session's events in order and the buffer stays small.
     /// Allocates nothing once `out` has grown to its high-water mark.
     pub fn take_journal(&mut self, out: &mut Vec<JournalEvent>) {
-        self.journal.take(out);
+        if let Some(traffic) = self.traffic.get_mut() {
+            traffic.journal.take(out);
+        }
+    }
+
+    /// What the journal buffer has allocated, to show that journaling off
+    /// allocates nothing.
+    #[cfg(test)]
+    pub(crate) fn journal_capacity(&self) -> usize {
+        self.traffic
+            .get()
+            .map_or(0, |traffic| traffic.journal.capacity())
     }
 
     /// Appends a delivery to the queue as it was before the restart. Bypasses
@@ -937,9 +1111,7 @@ impl Session {
     /// interleaving), [`Session::set_journaling`], then the first
     /// [`Session::attach`].
     pub fn restore_queued(&mut self, delivery: Delivery) {
-        let size = delivery.message.size();
-        self.queued_bytes = self.queued_bytes.saturating_add(size);
-        self.queue.push_back(Queued { delivery, size });
+        self.push_queued(delivery);
     }
 
     /// Restores an outbound flow that was in flight:
@@ -995,7 +1167,7 @@ impl Session {
     /// with this id is then a [`IncomingQos2::Duplicate`] and a PUBREL for it
     /// succeeds. At most 65,535 ids can be held, whatever the input.
     pub fn restore_incoming_qos2(&mut self, packet_id: u16) {
-        self.incoming_qos2.insert(packet_id);
+        self.traffic.make().incoming_qos2.insert(packet_id);
     }
 }
 

@@ -103,8 +103,10 @@ fn encoded_size(publish: &Publish) -> u32 {
 /// `(message id, shared, qos)` of each queued delivery, in queue order.
 fn queue_state(session: &Session) -> Vec<(u64, bool, QoS)> {
     session
-        .queue
-        .iter()
+        .traffic
+        .get()
+        .into_iter()
+        .flat_map(|traffic| traffic.queue.iter())
         .map(|queued| {
             let delivery = &queued.delivery;
             (
@@ -540,7 +542,7 @@ fn journaling_off_records_and_allocates_nothing() {
     let mut session = every_path(false);
     assert!(!session.is_journaling());
     assert!(journal(&mut session).is_empty());
-    assert_eq!(session.journal.capacity(), 0);
+    assert_eq!(session.journal_capacity(), 0);
 
     // The same calls with journaling on: one event per step.
     let mut session = every_path(true);
@@ -622,7 +624,7 @@ fn take_journal_appends_and_turning_journaling_off_discards() {
     poll(&mut session, t0);
     session.set_journaling(false);
     assert!(!session.is_journaling());
-    assert_eq!(session.journal.capacity(), 0, "the buffer is freed");
+    assert_eq!(session.journal_capacity(), 0, "the buffer is freed");
     poll(&mut session, t0);
     session.set_journaling(true);
     poll(&mut session, t0);

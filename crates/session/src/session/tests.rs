@@ -1167,3 +1167,128 @@ fn only_a_flow_awaiting_its_first_acknowledgement_can_be_unsent() {
     assert_eq!(session.inflight_len(), 1);
     assert_eq!(session.queued_len(), 0);
 }
+
+// ---- memory of an idle session ----
+
+/// Sizes every connected client pays for, idle or not; printed with
+/// `--nocapture`. The bounds catch a field added in passing.
+#[test]
+fn an_idle_session_is_small() {
+    use std::mem::size_of;
+    let sizes = [
+        ("Session", size_of::<Session>(), 56),
+        ("InFlight", size_of::<InFlight>(), 24),
+        (
+            "Option<ClientParams>",
+            size_of::<Option<ClientParams>>(),
+            12,
+        ),
+        // Only sessions with traffic have one (boxed).
+        ("Traffic", size_of::<Traffic>(), 168),
+    ];
+    for (name, size, bound) in sizes {
+        println!("{name}: {size} bytes (bound {bound})");
+        assert!(size <= bound, "{name} is {size} bytes, bound {bound}");
+    }
+}
+
+#[test]
+fn a_session_without_traffic_allocates_nothing_for_it() {
+    let t0 = Instant::now();
+    let mut session = attached(10);
+    assert!(session.poll_publish(t0).is_none());
+    assert!(session.take_drops().is_empty());
+    let mut journal = Vec::new();
+    session.take_journal(&mut journal);
+    assert!(!session.has_pending());
+    assert_eq!(
+        session.handle_pubrel(3),
+        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+    );
+    assert!(!session.abandon_incoming_qos2(3));
+    session.set_journaling(true);
+    session.set_journaling(false);
+    assert!(session.traffic.get().is_none());
+}
+
+#[test]
+fn traffic_state_is_freed_once_empty_at_shrink_detach_and_clear() {
+    let t0 = Instant::now();
+    // Shrink: kept while anything is left, freed once all is sent and collected.
+    let mut session = attached(10);
+    enqueue(&mut session, delivery("t", QoS::AtMostOnce), t0);
+    session.shrink();
+    assert!(session.traffic.get().is_some(), "a message is queued");
+    poll(&mut session, t0);
+    assert!(session.traffic.get().is_some(), "kept on the hot path");
+    session.shrink();
+    assert!(session.traffic.get().is_none());
+
+    // Uncollected drops keep it: they are still to be counted.
+    let mut session = attached(10);
+    session.set_journaling(true);
+    enqueue(&mut session, delivery("t", QoS::AtLeastOnce), t0);
+    poll(&mut session, t0);
+    session.detach();
+    assert!(session.traffic.get().is_some(), "journal events not taken");
+    let mut journal = Vec::new();
+    session.take_journal(&mut journal);
+    assert_eq!(journal.len(), 1);
+    session.shrink();
+    assert!(
+        session.traffic.get().is_none(),
+        "in flight is not traffic state"
+    );
+    assert_eq!(session.inflight_len(), 1);
+
+    // Turning journaling off discards the events, and with them the state.
+    let mut session = attached(10);
+    session.set_journaling(true);
+    enqueue(&mut session, delivery("t", QoS::AtMostOnce), t0);
+    poll(&mut session, t0);
+    session.set_journaling(false);
+    assert!(session.traffic.get().is_none());
+
+    // Detach with nothing left frees it; an inbound QoS 2 id keeps it.
+    let mut session = attached(10);
+    assert_eq!(session.incoming_qos2(7), IncomingQos2::New);
+    session.detach();
+    assert_eq!(
+        session.incoming_qos2_len(),
+        1,
+        "kept across connections (4.1)"
+    );
+    assert_eq!(session.handle_pubrel(7), ReasonCode::SUCCESS);
+    session.detach();
+    assert!(session.traffic.get().is_none());
+
+    // Clear frees it unless drops are left to collect.
+    let mut session = Session::new(limits());
+    enqueue(&mut session, delivery("t", QoS::AtLeastOnce), t0);
+    assert_eq!(
+        session.enqueue(delivery("t", QoS::AtMostOnce), t0),
+        EnqueueOutcome::Dropped(DropReason::Qos0Offline)
+    );
+    session.clear();
+    assert!(session.traffic.get().is_some(), "one drop to collect");
+    assert_eq!(session.take_drops().qos0_offline, 1);
+    session.clear();
+    assert!(session.traffic.get().is_none());
+}
+
+#[test]
+fn shared_limits_are_not_copied() {
+    let limits = Arc::new(limits());
+    let mut one = Session::with_shared_limits(limits.clone());
+    let two = Session::with_shared_limits(limits.clone());
+    assert_eq!(Arc::strong_count(&limits), 3);
+    assert_eq!(one.limits(), two.limits());
+    one.set_limits(SessionLimits {
+        max_inflight: 1,
+        ..*limits
+    });
+    assert_eq!(Arc::strong_count(&limits), 2);
+    assert_eq!(one.limits().max_inflight, 1);
+    one.set_shared_limits(limits);
+    assert_eq!(one.limits(), two.limits());
+}
