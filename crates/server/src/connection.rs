@@ -212,8 +212,8 @@ enum Exit {
 /// A connected client parked while idle (see `crate::park`): its socket and
 /// what its next task needs, without buffers, registration or task.
 pub(crate) struct Parked {
+    /// The peer's address is not kept (32 bytes): the socket tells it again.
     socket: std::net::TcpStream,
-    peer: SocketAddr,
     decoder: Decoder,
     guards: Guards,
     connection: ParkedConnection,
@@ -223,7 +223,6 @@ impl std::fmt::Debug for Parked {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Parked")
-            .field("peer", &self.peer)
             .field("client_id", &self.connection.entry.client_id())
             .field("generation", &self.connection.generation)
             .finish_non_exhaustive()
@@ -519,11 +518,15 @@ impl Link<tokio::net::TcpStream> {
     ) -> Result<Box<Self>, (std::io::Error, ParkedConnection)> {
         let Parked {
             socket,
-            peer,
             decoder,
             guards,
             connection,
         } = *parked;
+        // Only for logs: a client that has gone (and is about to be found
+        // gone) has no address any more.
+        let peer = socket
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         // On failure `from_std` has closed the socket: only the rest is left.
         let stream = match tokio::net::TcpStream::from_std(socket) {
             Ok(stream) => stream,
@@ -853,7 +856,6 @@ impl<S: Stream> Link<S> {
         };
         let parked = Box::new(Parked {
             socket,
-            peer,
             decoder,
             guards,
             connection: connection.into_parked(),

@@ -26,8 +26,6 @@
 //! lock (the broker unparks while holding one), never the other way round,
 //! and nothing awaits while holding it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -44,6 +42,11 @@ use crate::Shared;
 
 /// Events taken from the parking epoll per call.
 const EVENTS_PER_POLL: usize = 256;
+/// Keep-alive deadlines are found by a scan of every parked connection (no
+/// timer per connection: a heap of deadlines cost 24 bytes each); at most
+/// one scan per this interval, so a deadline may be acted on up to this late
+/// when many connections park at once.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where parked connections wait. One per running server.
 #[derive(Debug)]
@@ -74,10 +77,9 @@ struct Slots {
     sequence: u32,
     /// Entries that hold a parked connection.
     parked: usize,
-    /// Keep-alive deadlines of parked connections, `(when, token)`, soonest
-    /// first. Entries of connections no longer parked stay until they come
-    /// up (or until the heap is rebuilt, when stale ones outnumber the live).
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// When the driver next scans for keep-alive deadlines (`None`: no
+    /// parked connection has one).
+    next_scan: Option<Instant>,
     /// Set at shutdown: no more parking.
     closed: bool,
 }
@@ -133,26 +135,6 @@ impl Slots {
         self.release(token);
         self.parked = self.parked.saturating_sub(1);
         Some(connection)
-    }
-
-    /// Drops deadlines of connections no longer parked once they are most
-    /// of the heap, so that connections parking over and over within one
-    /// keep-alive interval do not grow it without bound.
-    fn compact(&mut self) {
-        if self.deadlines.len() <= 2 * self.parked + 64 {
-            return;
-        }
-        let live = self
-            .entries
-            .iter()
-            .filter_map(|slot| match slot {
-                Slot::Parked { token, connection } => {
-                    connection.deadline().map(|when| Reverse((when, *token)))
-                }
-                _ => None,
-            })
-            .collect();
-        self.deadlines = live;
     }
 }
 
@@ -260,13 +242,8 @@ impl Lot {
         }
         slots.parked += 1;
         if let Some(when) = deadline {
-            let sooner = slots
-                .deadlines
-                .peek()
-                .is_none_or(|Reverse((first, _))| when < *first);
-            slots.deadlines.push(Reverse((when, token)));
-            slots.compact();
-            if sooner {
+            if slots.next_scan.is_none_or(|next| when < next) {
+                slots.next_scan = Some(when);
                 self.timer.notify_one();
             }
         }
@@ -304,27 +281,41 @@ impl Lot {
             .spawn_on(connection::resume(connection, token), &self.handle);
     }
 
-    /// Resumes the connections whose keep-alive deadline has come; the
-    /// next deadline.
-    fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut due = Vec::new();
-        let next = {
+    /// When the driver should next scan for keep-alive deadlines.
+    fn next_scan(&self) -> Option<Instant> {
+        self.slots().next_scan
+    }
+
+    /// Resumes the connections whose keep-alive deadline has come, by a
+    /// scan of all parked connections, and plans the next scan: at the
+    /// soonest deadline left, but not within [`SCAN_INTERVAL`] of this one.
+    fn expire(&self, now: Instant) {
+        let due = {
             let mut slots = self.slots();
-            loop {
-                match slots.deadlines.peek() {
-                    Some(Reverse((when, _))) if *when <= now => {}
-                    Some(Reverse((when, _))) => break Some(*when),
-                    None => break None,
-                }
-                if let Some(Reverse((_, token))) = slots.deadlines.pop() {
-                    if let Some(connection) = slots.take(token) {
-                        due.push((token, connection));
+            if slots.next_scan.is_none_or(|next| next > now) {
+                return;
+            }
+            let mut due = Vec::new();
+            let mut soonest: Option<Instant> = None;
+            for index in 0..slots.entries.len() {
+                let Some(Slot::Parked { token, connection }) = slots.entries.get(index) else {
+                    continue;
+                };
+                let token = *token;
+                match connection.deadline() {
+                    Some(when) if when <= now => {
+                        if let Some(connection) = slots.take(token) {
+                            due.push((token, connection));
+                        }
                     }
+                    Some(when) => soonest = Some(soonest.map_or(when, |soonest| soonest.min(when))),
+                    None => {}
                 }
             }
+            slots.next_scan = soonest.map(|when| when.max(now + SCAN_INTERVAL));
+            due
         };
         self.resume(due);
-        next
     }
 
     /// Resumes the connections whose sockets the parking epoll reported.
@@ -348,7 +339,7 @@ impl Lot {
         let due = {
             let mut slots = self.slots();
             slots.closed = true;
-            slots.deadlines.clear();
+            slots.next_scan = None;
             let tokens: Vec<u64> = slots
                 .entries
                 .iter()
@@ -379,9 +370,10 @@ impl Unpark for Lot {
 /// deadlines until shutdown.
 async fn drive(lot: Arc<Lot>, mut poll: AsyncFd<mio::Poll>) {
     let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
-    let mut next = None;
     loop {
-        let sleep = next.map(|when| tokio::time::sleep_until(tokio::time::Instant::from_std(when)));
+        let sleep = lot
+            .next_scan()
+            .map(|when| tokio::time::sleep_until(tokio::time::Instant::from_std(when)));
         tokio::select! {
             _ = lot.cancel.cancelled() => break,
             ready = poll.readable_mut() => {
@@ -409,7 +401,21 @@ async fn drive(lot: Arc<Lot>, mut poll: AsyncFd<mio::Poll>) {
             _ = async { if let Some(sleep) = sleep { sleep.await } else { std::future::pending::<()>().await } } => {}
             _ = lot.timer.notified() => {}
         }
-        next = lot.expire(tokio::time::Instant::now().into_std());
+        lot.expire(tokio::time::Instant::now().into_std());
     }
     lot.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_connection_stays_small() {
+        let parked = std::mem::size_of::<Parked>();
+        let slot = std::mem::size_of::<Slot>();
+        let entry = std::mem::size_of::<switchboard_broker::SessionEntry>();
+        println!("Parked {parked} Slot {slot} SessionEntry {entry}");
+        assert!(parked <= 256);
+    }
 }
