@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::num::NonZeroU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -50,9 +51,8 @@ pub struct SessionEntry {
     /// filter and listings. A leaf lock: taken alone or under `inner`, never
     /// the other way round, and held only to read or replace the value.
     pub(crate) owner: Mutex<Owner>,
-    /// The broker's budget for queued bytes, which this session's queue is
-    /// part of (see the `budget` module).
-    budget: Arc<QueueBudget>,
+    /// The broker's budget for queued bytes and its parking lot.
+    common: Arc<Common>,
     /// This session's queued bytes as last settled into `budget`. Changed only
     /// under `inner` (an atomic only so that the entry stays `Sync`).
     settled: AtomicUsize,
@@ -95,7 +95,7 @@ impl Drop for SessionGuard<'_> {
 impl Drop for SessionEntry {
     /// A session that goes away gives back whatever it still had settled.
     fn drop(&mut self) {
-        self.budget.release(*self.settled.get_mut());
+        self.common.budget.release(*self.settled.get_mut());
     }
 }
 
@@ -172,16 +172,63 @@ pub trait Unpark: Send + Sync + std::fmt::Debug {
     fn unpark(&self, token: u64);
 }
 
-/// A parked connection's place in its parking lot.
+/// What all sessions of one broker share, reached from each entry through
+/// one pointer (the entry's size decides its allocation class, so every
+/// field counts).
 #[derive(Debug)]
-pub struct ParkedAt {
-    pub lot: Arc<dyn Unpark>,
-    pub token: u64,
+pub(crate) struct Common {
+    /// The broker's budget for queued bytes, which each session's queue is
+    /// part of (see the `budget` module).
+    pub(crate) budget: QueueBudget,
+    /// Where parked connections wait; set once by the server
+    /// ([`crate::Broker::set_parking`]).
+    pub(crate) parking: OnceLock<Arc<dyn Unpark>>,
 }
 
-impl ParkedAt {
-    fn unpark(self) {
-        self.lot.unpark(self.token);
+impl Common {
+    pub(crate) fn new(budget: QueueBudget) -> Common {
+        Common {
+            budget,
+            parking: OnceLock::new(),
+        }
+    }
+
+    fn unpark(&self, token: Option<NonZeroU64>) {
+        if let (Some(token), Some(lot)) = (token, self.parking.get()) {
+            lot.unpark(token.get());
+        }
+    }
+}
+
+/// An `Instant` in 8 bytes rather than 16: signed nanoseconds from an
+/// origin the process picks once (about ±292 years of range). For times
+/// kept in every session, where 8 bytes decide the entry's allocation class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Moment(i64);
+
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+impl Moment {
+    pub(crate) fn of(instant: Instant) -> Moment {
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        let nanos = |duration: std::time::Duration| {
+            i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+        };
+        match instant.checked_duration_since(origin) {
+            Some(after) => Moment(nanos(after)),
+            None => Moment(-nanos(origin.duration_since(instant))),
+        }
+    }
+
+    pub(crate) fn instant(self) -> Instant {
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        let offset = std::time::Duration::from_nanos(self.0.unsigned_abs());
+        let instant = if self.0 >= 0 {
+            origin.checked_add(offset)
+        } else {
+            origin.checked_sub(offset)
+        };
+        instant.unwrap_or(origin)
     }
 }
 
@@ -198,7 +245,7 @@ pub struct SubscriptionRecord {
 #[derive(Debug)]
 pub(crate) struct Attached {
     pub(crate) generation: u64,
-    pub(crate) connected_at: Instant,
+    pub(crate) connected_at: Moment,
     pub(crate) peer: SocketAddr,
     pub(crate) keep_alive: u16,
 }
@@ -214,7 +261,9 @@ pub(crate) struct SessionInner {
     /// Where the attached connection waits while parked (no task of its own;
     /// see [`SessionEntry::park`]): whoever gives it work (a delivery, a
     /// close order) takes this and unparks it. `None` while it runs.
-    pub(crate) parked: Option<ParkedAt>,
+    /// The lot's token for it (see `Unpark`); 8 bytes rather than a
+    /// pointer to the lot too, which all sessions share (`Common`).
+    pub(crate) parked: Option<NonZeroU64>,
     /// The will of the attached connection, armed at CONNECT. Boxed: a
     /// `Will` is about 200 bytes, and most sessions have none. Not with the
     /// [`Rare`] state: many clients do set a will, for as long as they are
@@ -369,11 +418,11 @@ impl SessionEntry {
         key: SessionKey,
         client_id: Arc<str>,
         inner: SessionInner,
-        budget: Arc<QueueBudget>,
+        common: Arc<Common>,
     ) -> SessionEntry {
         // A restored session arrives with its queue: it counts from the start.
         let queued = inner.session.queued_bytes();
-        budget.settle(0, queued);
+        common.budget.settle(0, queued);
         SessionEntry {
             key,
             client_id,
@@ -382,7 +431,7 @@ impl SessionEntry {
             notify: Notify::new(),
             close_pending: AtomicBool::new(false),
             owner: Mutex::new(Owner::Unknown),
-            budget,
+            common,
             settled: AtomicUsize::new(queued),
             bytes_received: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -414,7 +463,7 @@ impl SessionEntry {
         // Most lock sections leave the queue alone: one load, no write.
         if self.settled.load(Ordering::Relaxed) != queued {
             let settled = self.settled.swap(queued, Ordering::Relaxed);
-            self.budget.settle(settled, queued);
+            self.common.budget.settle(settled, queued);
         }
     }
 
@@ -457,7 +506,7 @@ impl SessionEntry {
     pub fn wake(&self) {
         let parked = self.lock().parked.take();
         match parked {
-            Some(parked) => parked.unpark(),
+            Some(_) => self.common.unpark(parked),
             None => self.notify.notify_one(),
         }
     }
@@ -470,13 +519,13 @@ impl SessionEntry {
     /// send: the task must then carry on. Checked under the session lock,
     /// which every delivery and order takes, so none falls between the
     /// check and the parking.
-    pub fn park(&self, generation: u64, at: ParkedAt) -> bool {
+    pub fn park(&self, generation: u64, token: NonZeroU64) -> bool {
         let mut inner = self.lock();
         let attached = matches!(&inner.connection, Some(attached) if attached.generation == generation);
         if !attached || self.close_pending.load(Ordering::Acquire) || inner.session.has_output() {
             return false;
         }
-        inner.parked = Some(at);
+        inner.parked = Some(token);
         // Idle from now on: nothing kept at its last high-water mark.
         inner.session.shrink();
         true
@@ -486,15 +535,22 @@ impl SessionEntry {
     /// for its socket or keep alive): forgets the mark, if still there.
     pub fn unparked(&self, token: u64) {
         let mut inner = self.lock();
-        if inner.parked.as_ref().is_some_and(|parked| parked.token == token) {
+        if inner.parked.is_some_and(|parked| parked.get() == token) {
             inner.parked = None;
         }
     }
 
-    /// Takes the parked connection's mark, to unpark it once the session
-    /// lock is released. Call with the lock held.
-    pub(crate) fn take_parked(inner: &mut SessionInner) -> Option<ParkedAt> {
+    /// Takes the parked connection's mark, to unpark it with
+    /// [`SessionEntry::unpark`] once the session lock is released. Call with
+    /// the lock held.
+    pub(crate) fn take_parked(inner: &mut SessionInner) -> Option<NonZeroU64> {
         inner.parked.take()
+    }
+
+    /// Resumes the connection parked under `token` (from
+    /// [`SessionEntry::take_parked`]).
+    pub(crate) fn unpark(&self, token: Option<NonZeroU64>) {
+        self.common.unpark(token);
     }
 
     /// Orders the connection task of `generation` to close, telling a v5
@@ -521,9 +577,7 @@ impl SessionEntry {
         self.close_pending.store(true, Ordering::Release);
         self.notify.notify_waiters();
         // The lot's lock is a leaf: unparking under the session lock is allowed.
-        if let Some(parked) = inner.parked.take() {
-            parked.unpark();
-        }
+        self.common.unpark(inner.parked.take());
     }
 
     /// The close ordered for the connection of `generation`, if any; taking
@@ -626,7 +680,7 @@ impl SessionEntry {
             peer: inner.connection.as_ref().map(|c| c.peer.to_string()),
             protocol: inner.version,
             keep_alive: inner.connection.as_ref().map(|c| c.keep_alive),
-            connected_since: inner.connection.as_ref().map(|c| c.connected_at),
+            connected_since: inner.connection.as_ref().map(|c| c.connected_at.instant()),
             session_expiry: inner.session_expiry,
             expires_at: inner.expires_at(),
             username: self.owner.lock().username().map(str::to_string),

@@ -41,7 +41,7 @@ use switchboard_session::{
 use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
 
 pub use entry::{
-    ParkedAt, SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord, Unpark,
+    SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord, Unpark,
 };
 pub use metrics::{ListenerRegistry, ListenerStats, Metrics};
 pub use persist::Store;
@@ -240,7 +240,7 @@ pub struct Broker {
     metrics: Metrics,
     /// Queued bytes across all sessions and their bound (see the `budget`
     /// module); every `SessionEntry` holds a handle to settle into.
-    budget: Arc<budget::QueueBudget>,
+    common: Arc<entry::Common>,
     /// The limits of every session, from `settings`: one copy that all
     /// sessions share rather than one each.
     session_limits: Arc<SessionLimits>,
@@ -282,7 +282,9 @@ impl RetainedStore {
 impl Broker {
     pub fn new(settings: Settings, now: Instant) -> Broker {
         Broker {
-            budget: Arc::new(budget::QueueBudget::new(settings.max_queued_bytes_total)),
+            common: Arc::new(entry::Common::new(budget::QueueBudget::new(
+                settings.max_queued_bytes_total,
+            ))),
             session_limits: Arc::new(session_limits(&settings)),
             settings,
             registry: Mutex::new(registry::Registry::default()),
@@ -416,6 +418,14 @@ impl Broker {
         &self.settings
     }
 
+    /// Where this broker's parked connections wait (the server's parking
+    /// lot): a delivery or close order for a parked connection's session
+    /// resumes it there (see [`SessionEntry::park`]). Set once; later calls
+    /// are ignored.
+    pub fn set_parking(&self, lot: Arc<dyn Unpark>) {
+        let _ = self.common.parking.set(lot);
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -499,7 +509,7 @@ impl Broker {
         };
         let attached = entry::Attached {
             generation,
-            connected_at: now,
+            connected_at: entry::Moment::of(now),
             peer: request.peer,
             keep_alive,
         };
@@ -577,7 +587,7 @@ impl Broker {
                             version,
                             session_expiry,
                         ),
-                        self.budget.clone(),
+                        self.common.clone(),
                     ));
                     registry.insert(entry.clone());
                     entry
@@ -965,7 +975,7 @@ impl Broker {
         }
         let mut refused_for_memory = 0;
         let size = message.size();
-        if !self.budget.has_room(size, budget::Tier::Offline) {
+        if !self.common.budget.has_room(size, budget::Tier::Offline) {
             // Near the budget: a persistent QoS 1/2 target that cannot take the
             // message is left out now, so the publisher can be told (0x97). The
             // rest meet the same budget at delivery.
@@ -975,6 +985,7 @@ impl Broker {
                 }
                 let connected = target.entry.lock().connection.is_some();
                 let fits = self
+                    .common
                     .budget
                     .has_room(size, budget::Tier::of(connected, target.qos));
                 refused_for_memory += u64::from(!fits);
@@ -1106,6 +1117,7 @@ impl Broker {
             let size = delivery.message.size();
             let message_id = delivery.message.id;
             let queued = if self
+                .common
                 .budget
                 .try_reserve(size, budget::Tier::of(attached, delivery.qos))
             {
@@ -1145,7 +1157,7 @@ impl Broker {
             self.metrics.record_drops(&drops);
         }
         match parked {
-            Some(parked) => parked.lot.unpark(parked.token),
+            Some(_) => entry.unpark(parked),
             None if queued && attached => entry.notify.notify_one(),
             None => {}
         }
@@ -1154,12 +1166,12 @@ impl Broker {
     /// Bytes queued across all sessions (messages not yet sent; see the
     /// `budget` module for what is counted).
     pub fn queued_bytes_total(&self) -> usize {
-        self.budget.used()
+        self.common.budget.used()
     }
 
     /// `Settings::max_queued_bytes_total` (0 = unlimited).
     pub fn queued_bytes_limit(&self) -> usize {
-        self.budget.limit()
+        self.common.budget.limit()
     }
 
     /// Hands a shared-subscription delivery that its member left unacknowledged to

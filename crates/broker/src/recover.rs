@@ -262,7 +262,7 @@ impl Broker {
                     inner.recorded = true;
                     inner
                 },
-                broker.budget.clone(),
+                broker.common.clone(),
             ));
             // The same owner as before the restart: a client id reused by another
             // user starts clean ([`crate::entry::Owner::admits`]), as it would live.

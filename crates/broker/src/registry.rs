@@ -94,7 +94,7 @@ mod tests {
             key,
             Arc::from(client_id),
             inner,
-            Arc::new(QueueBudget::new(0)),
+            Arc::new(crate::entry::Common::new(QueueBudget::new(0))),
         ))
     }
 

@@ -795,12 +795,8 @@ impl<S: Stream> Link<S> {
             return Err(self);
         };
         let entry = self.connection.entry.clone();
-        let at = switchboard_broker::ParkedAt {
-            lot: lot.clone(),
-            token,
-        };
-        if !entry.park(self.connection.generation, at) {
-            lot.cancel(token);
+        if !entry.park(self.connection.generation, token) {
+            lot.cancel(token.get());
             return Err(self);
         }
         // From here the session may unpark it at any moment: the lot holds
@@ -823,8 +819,8 @@ impl<S: Stream> Link<S> {
             Ok(Ok(socket)) => socket,
             Ok(Err(error)) => {
                 // Tokio closed the socket: the connection is gone.
-                lot.cancel(token);
-                entry.unparked(token);
+                lot.cancel(token.get());
+                entry.unparked(token.get());
                 tracing::warn!(%error, client_id = %entry.client_id(), "cannot park a connection; closing it");
                 shared.broker.disconnected(
                     &entry,
@@ -836,8 +832,8 @@ impl<S: Stream> Link<S> {
             }
             Err(stream) => {
                 // Not a stream that parks (`park_at` checks first).
-                lot.cancel(token);
-                entry.unparked(token);
+                lot.cancel(token.get());
+                entry.unparked(token.get());
                 return Err(Box::new(Link {
                     stream,
                     read_buffer,
@@ -860,10 +856,10 @@ impl<S: Stream> Link<S> {
             guards,
             connection: connection.into_parked(),
         });
-        if let Err(parked) = lot.fill(token, parked) {
+        if let Err(parked) = lot.fill(token.get(), parked) {
             // Unparked while parking: it carries on, on a task of its own
             // (this one's stream type is gone with the socket).
-            lot.respawn(token, parked);
+            lot.respawn(token.get(), parked);
         }
         Ok(())
     }

@@ -436,6 +436,7 @@ impl Server {
         if self.shared.options.park_idle_after.is_some() {
             match park::Lot::start(&self.shared, tracker.clone(), cancel.clone()) {
                 Ok((lot, driver)) => {
+                    self.shared.broker.set_parking(lot.clone());
                     let _ = self.shared.parking.set(lot);
                     tracker.spawn(driver);
                 }
