@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::num::NonZeroU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -211,9 +211,8 @@ static ORIGIN: OnceLock<Instant> = OnceLock::new();
 impl Moment {
     pub(crate) fn of(instant: Instant) -> Moment {
         let origin = *ORIGIN.get_or_init(Instant::now);
-        let nanos = |duration: std::time::Duration| {
-            i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
-        };
+        let nanos =
+            |duration: std::time::Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         match instant.checked_duration_since(origin) {
             Some(after) => Moment(nanos(after)),
             None => Moment(-nanos(origin.duration_since(instant))),
@@ -521,7 +520,8 @@ impl SessionEntry {
     /// check and the parking.
     pub fn park(&self, generation: u64, token: NonZeroU64) -> bool {
         let mut inner = self.lock();
-        let attached = matches!(&inner.connection, Some(attached) if attached.generation == generation);
+        let attached =
+            matches!(&inner.connection, Some(attached) if attached.generation == generation);
         if !attached || self.close_pending.load(Ordering::Acquire) || inner.session.has_output() {
             return false;
         }

@@ -40,9 +40,7 @@ use switchboard_session::{
 };
 use switchboard_topic::{FilterKind, Matches, RetainedTree, TopicIndex};
 
-pub use entry::{
-    SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord, Unpark,
-};
+pub use entry::{SessionCounts, SessionEntry, SessionInfo, SessionKey, SubscriptionRecord, Unpark};
 pub use metrics::{ListenerRegistry, ListenerStats, Metrics};
 pub use persist::Store;
 pub use settings::Settings;

@@ -16,8 +16,8 @@ pub struct Metrics {
     /// (the server's parking lot).
     pub connections_parked: AtomicU64,
     /// Times an idle connection was parked, and resumed, since start.
-    pub parks: AtomicU64,
-    pub unparks: AtomicU64,
+    pub connection_parks: AtomicU64,
+    pub connection_unparks: AtomicU64,
     pub connections_total: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,

@@ -91,6 +91,8 @@ pub struct Overrides {
     pub max_packet_size: Option<u32>,
     /// `--connect-timeout-secs` / `SWITCHBOARD_CONNECT_TIMEOUT_SECS`.
     pub connect_timeout_secs: Option<u64>,
+    /// `--park-idle-after-ms` / `SWITCHBOARD_PARK_IDLE_AFTER_MS`.
+    pub park_idle_after_ms: Option<u64>,
     /// `--max-inflight` / `SWITCHBOARD_MAX_INFLIGHT`.
     pub max_inflight: Option<u16>,
     /// `--max-session-expiry-secs` / `SWITCHBOARD_MAX_SESSION_EXPIRY_SECS`.

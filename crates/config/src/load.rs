@@ -817,6 +817,10 @@ pub(crate) fn apply_overrides(config: &mut Config, overrides: &Overrides, source
         config.limits.connect_timeout_secs = seconds;
         sources.set_overridden("limits.connect_timeout_secs");
     }
+    if let Some(milliseconds) = overrides.park_idle_after_ms {
+        config.limits.park_idle_after_ms = milliseconds;
+        sources.set_overridden("limits.park_idle_after_ms");
+    }
     if let Some(count) = overrides.max_inflight {
         config.limits.max_inflight = count;
         sources.set_overridden("limits.max_inflight");

@@ -926,6 +926,7 @@ fn every_override_field_applies() {
         max_connections: Some(5),
         max_packet_size: Some(512),
         connect_timeout_secs: Some(3),
+        park_idle_after_ms: Some(0),
         max_inflight: Some(1),
         max_session_expiry_secs: Some(0),
         password_file: Some(PathBuf::from("passwd")),
@@ -967,6 +968,7 @@ fn every_override_field_applies() {
     expected.limits.max_connections = 5;
     expected.limits.max_packet_size = 512;
     expected.limits.connect_timeout_secs = 3;
+    expected.limits.park_idle_after_ms = 0;
     expected.limits.max_inflight = 1;
     expected.session.max_session_expiry_secs = 0;
     expected.auth.password_file = Some(PathBuf::from("passwd"));

@@ -149,13 +149,13 @@ pub(crate) fn render(state: &Console) -> String {
         "switchboard_connection_parks_total",
         Counter,
         "Times an idle connection was parked since start.",
-        get(&metrics.parks),
+        get(&metrics.connection_parks),
     );
     out.single(
         "switchboard_connection_unparks_total",
         Counter,
         "Times a parked connection was resumed (for its socket, a delivery, a close order or its keep alive) since start.",
-        get(&metrics.unparks),
+        get(&metrics.connection_unparks),
     );
     out.single(
         "switchboard_connections_total",

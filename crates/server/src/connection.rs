@@ -288,18 +288,9 @@ async fn run<S: Stream>(mut link: Box<Link<S>>) {
 
 /// A parked connection's new task: from its parking lot, back to its
 /// packet loop (see `crate::park`).
-pub(crate) async fn resume(parked: Box<Parked>, token: u64) {
+pub(crate) async fn resume(parked: Box<Parked>, token: u64, cancel: CancellationToken) {
     let entry = parked.connection.entry.clone();
     entry.unparked(token);
-    let Some(cancel) = parked
-        .connection
-        .shared
-        .parking
-        .get()
-        .map(|lot| lot.cancel.clone())
-    else {
-        return;
-    };
     match Link::unpark(parked, cancel) {
         Ok(link) => run(link).await,
         Err((error, connection)) => {

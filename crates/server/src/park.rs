@@ -61,7 +61,7 @@ pub(crate) struct Lot {
     /// The runtime to resume on: unparking may happen on a thread outside it.
     handle: tokio::runtime::Handle,
     /// The server's shutdown, handed to resumed connections.
-    pub(crate) cancel: CancellationToken,
+    cancel: CancellationToken,
     /// Wakes the driver when a keep-alive deadline earlier than the one it
     /// sleeps for was added.
     timer: Notify,
@@ -90,8 +90,14 @@ enum Slot {
     Free,
     /// A connection is parking here; `wake` is set if it was unparked before
     /// it was done.
-    Reserved { token: u64, wake: bool },
-    Parked { token: u64, connection: Box<Parked> },
+    Reserved {
+        token: u64,
+        wake: bool,
+    },
+    Parked {
+        token: u64,
+        connection: Box<Parked>,
+    },
 }
 
 fn token(index: u32, sequence: u32) -> u64 {
@@ -146,7 +152,10 @@ impl Lot {
         shared: &Arc<Shared>,
         tracker: TaskTracker,
         cancel: CancellationToken,
-    ) -> std::io::Result<(Arc<Lot>, impl std::future::Future<Output = ()> + Send + 'static)> {
+    ) -> std::io::Result<(
+        Arc<Lot>,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         // `with_interest` is deprecated because an arbitrary `AsRawFd` may
@@ -251,7 +260,7 @@ impl Lot {
         drop(slots);
         let metrics = self.broker.metrics();
         Metrics::incr(&metrics.connections_parked);
-        Metrics::incr(&metrics.parks);
+        Metrics::incr(&metrics.connection_parks);
         Ok(())
     }
 
@@ -262,24 +271,24 @@ impl Lot {
             return;
         }
         let metrics = self.broker.metrics();
-        for _ in &connections {
-            Metrics::decr(&metrics.connections_parked);
-            Metrics::incr(&metrics.unparks);
-        }
         for (token, connection) in connections {
+            Metrics::decr(&metrics.connections_parked);
+            Metrics::incr(&metrics.connection_unparks);
             let fd = connection.socket().as_raw_fd();
             // Failing only if the socket was not registered, which a parked one is.
             let _ = self.registry.deregister(&mut SourceFd(&fd));
-            self.tracker
-                .spawn_on(connection::resume(connection, token), &self.handle);
+            self.respawn(token, connection);
         }
     }
 
-    /// Resumes, on a task of its own, a connection that was unparked while
-    /// parking (it never counted as parked).
+    /// Runs `connection` again on a task of its own: one taken out of its
+    /// slot, or one unparked while parking (not counted as parked, and not
+    /// registered).
     pub(crate) fn respawn(&self, token: u64, connection: Box<Parked>) {
-        self.tracker
-            .spawn_on(connection::resume(connection, token), &self.handle);
+        self.tracker.spawn_on(
+            connection::resume(connection, token, self.cancel.clone()),
+            &self.handle,
+        );
     }
 
     /// When the driver should next scan for keep-alive deadlines.
@@ -420,5 +429,30 @@ mod tests {
         // 192 is an allocation class of jemalloc (the binary's allocator).
         assert!(parked <= 192, "Parked is {parked} bytes");
         assert!(slot <= 24, "Slot is {slot} bytes");
+    }
+
+    #[test]
+    fn an_unpark_while_parking_is_remembered_and_stale_tokens_do_nothing() {
+        let mut slots = Slots::default();
+        let parking = token(0, 7);
+        slots.entries.push(Slot::Reserved {
+            token: parking,
+            wake: false,
+        });
+        // An earlier parking in the same slot, and a slot that does not exist.
+        assert!(slots.take(token(0, 6)).is_none());
+        assert!(slots.take(token(3, 7)).is_none());
+        assert!(matches!(
+            slots.entries[0],
+            Slot::Reserved { wake: false, .. }
+        ));
+        // The unpark itself: nothing to resume yet, but the fill will fail.
+        assert!(slots.take(parking).is_none());
+        assert!(matches!(
+            slots.entries[0],
+            Slot::Reserved { wake: true, .. }
+        ));
+        assert_eq!(index_of(parking), 0);
+        assert_eq!(index_of(token(5, u32::MAX)), 5);
     }
 }

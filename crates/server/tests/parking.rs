@@ -9,9 +9,9 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use support::*;
 use switchboard_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use switchboard_server::{RunningServer, ServerOptions};
-use support::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -30,7 +30,11 @@ fn parked(server: &RunningServer) -> u64 {
 }
 
 fn parks(server: &RunningServer) -> u64 {
-    server.broker().metrics().parks.load(Ordering::Relaxed)
+    server
+        .broker()
+        .metrics()
+        .connection_parks
+        .load(Ordering::Relaxed)
 }
 
 async fn wait_parked(server: &RunningServer, count: u64) {
@@ -49,7 +53,9 @@ async fn wait_parked(server: &RunningServer, count: u64) {
 async fn a_parked_subscriber_gets_its_messages() {
     let server = start(parking_options(Duration::ZERO)).await;
     let mut subscriber = connected_tcp(&server, V5, "parked-sub").await;
-    subscriber.subscribe_granted(1, "park/#", QoS::AtLeastOnce).await;
+    subscriber
+        .subscribe_granted(1, "park/#", QoS::AtLeastOnce)
+        .await;
     wait_parked(&server, 1).await;
 
     let mut publisher = connected_tcp(&server, V5, "parked-pub").await;
@@ -74,7 +80,11 @@ async fn a_parked_subscriber_gets_its_messages() {
         .await;
     wait_parked(&server, 2).await;
     assert!(parks(&server) >= 4);
-    let info = server.broker().session("parked-sub").expect("session").info();
+    let info = server
+        .broker()
+        .session("parked-sub")
+        .expect("session")
+        .info();
     assert_eq!(info.counts.inflight, 0, "the PUBACK was read after parking");
     server.shutdown().await;
 }
@@ -114,7 +124,9 @@ async fn a_parked_connection_that_drops_publishes_its_will() {
     // closes without DISCONNECT, parked or not.
     let server = start(parking_options(Duration::ZERO)).await;
     let mut watcher = connected_tcp(&server, V5, "will-watcher").await;
-    watcher.subscribe_granted(1, "wills/#", QoS::AtMostOnce).await;
+    watcher
+        .subscribe_granted(1, "wills/#", QoS::AtMostOnce)
+        .await;
     let mut dying = support::RawClient::tcp(addr(&server), V5).await;
     let mut connect = connect_packet(V5, "will-parked", true);
     connect.will = Some(switchboard_codec::Will {
@@ -124,7 +136,10 @@ async fn a_parked_connection_that_drops_publishes_its_will() {
         retain: false,
         properties: Default::default(),
     });
-    assert_eq!(dying.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        dying.connect(connect).await.reason_code,
+        ReasonCode::SUCCESS
+    );
     wait_parked(&server, 2).await;
     drop(dying);
     let will = watcher.expect_publish().await;
@@ -160,7 +175,10 @@ async fn keep_alive_runs_out_while_parked() {
     let mut connect = connect_packet(V5, "silent", true);
     connect.keep_alive = 4;
     let started = tokio::time::Instant::now();
-    assert_eq!(client.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        client.connect(connect).await.reason_code,
+        ReasonCode::SUCCESS
+    );
     wait_parked(&server, 1).await;
     client
         .expect_closed_with(ReasonCode::KEEP_ALIVE_TIMEOUT)
@@ -179,7 +197,10 @@ async fn a_ping_resumes_a_parked_connection_and_resets_its_keep_alive() {
     let mut client = support::RawClient::tcp(addr(&server), V5).await;
     let mut connect = connect_packet(V5, "pinger", true);
     connect.keep_alive = 4;
-    assert_eq!(client.connect(connect).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        client.connect(connect).await.reason_code,
+        ReasonCode::SUCCESS
+    );
     for _ in 0..3 {
         wait_parked(&server, 1).await;
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -172,6 +172,10 @@ struct ServeArgs {
     /// Seconds a new connection has to send CONNECT.
     #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
     connect_timeout_secs: Option<u64>,
+    /// Milliseconds a plain TCP connection must be idle before it parks (its
+    /// task and buffers released until it is needed); 0 = never park.
+    #[arg(long, env = "SWITCHBOARD_PARK_IDLE_AFTER_MS", value_name = "MS")]
+    park_idle_after_ms: Option<u64>,
     /// Receive Maximum: QoS 1/2 messages in flight per client, each way.
     #[arg(long, env = "SWITCHBOARD_MAX_INFLIGHT", value_name = "N")]
     max_inflight: Option<u16>,
@@ -297,6 +301,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         durability: args.durability,
         sys_interval_secs: args.sys_interval_secs,
         connect_timeout_secs: args.connect_timeout_secs,
+        park_idle_after_ms: args.park_idle_after_ms,
         max_inflight: args.max_inflight,
         max_session_expiry_secs: args.max_session_expiry_secs,
         password_file: args.password_file,
