@@ -289,19 +289,9 @@ async fn run<S: Stream>(mut link: Box<Link<S>>) {
 /// A parked connection's new task: from its parking lot, back to its
 /// packet loop (see `crate::park`).
 pub(crate) async fn resume(parked: Box<Parked>, token: u64, cancel: CancellationToken) {
-    let entry = parked.connection.entry.clone();
-    entry.unparked(token);
-    match Link::unpark(parked, cancel) {
-        Ok(link) => run(link).await,
-        Err((error, connection)) => {
-            tracing::warn!(%error, client_id = %entry.client_id(), "cannot resume a parked connection; closing it");
-            connection.shared.broker.disconnected(
-                &entry,
-                connection.generation,
-                CloseReason::Abnormal,
-                now(),
-            );
-        }
+    parked.connection.entry.unparked(token);
+    if let Some(link) = Link::unpark(*parked, cancel) {
+        run(link).await;
     }
 }
 
@@ -502,17 +492,15 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
 
 impl Link<tokio::net::TcpStream> {
     /// A parked connection, running again on its socket (registered with
-    /// tokio anew); the parked state back if the socket cannot be.
-    fn unpark(
-        parked: Box<Parked>,
-        cancel: CancellationToken,
-    ) -> Result<Box<Self>, (std::io::Error, ParkedConnection)> {
+    /// tokio anew). `None` if the socket cannot be: the connection is then
+    /// closed, and the broker told (as for any connection lost).
+    fn unpark(parked: Parked, cancel: CancellationToken) -> Option<Box<Self>> {
         let Parked {
             socket,
             decoder,
             guards,
             connection,
-        } = *parked;
+        } = parked;
         // Only for logs: a client that has gone (and is about to be found
         // gone) has no address any more.
         let peer = socket
@@ -521,7 +509,16 @@ impl Link<tokio::net::TcpStream> {
         // On failure `from_std` has closed the socket: only the rest is left.
         let stream = match tokio::net::TcpStream::from_std(socket) {
             Ok(stream) => stream,
-            Err(error) => return Err((error, connection)),
+            Err(error) => {
+                tracing::warn!(%error, client_id = %connection.entry.client_id(), "cannot resume a parked connection; closing it");
+                connection.shared.broker.disconnected(
+                    &connection.entry,
+                    connection.generation,
+                    CloseReason::Abnormal,
+                    now(),
+                );
+                return None;
+            }
         };
         let ParkedConnection {
             shared,
@@ -538,7 +535,7 @@ impl Link<tokio::net::TcpStream> {
             message_rate,
             byte_rate,
         } = connection;
-        Ok(Box::new(Link {
+        Some(Box::new(Link {
             stream,
             read_buffer: BytesMut::new(),
             write_buffer: BytesMut::new(),
