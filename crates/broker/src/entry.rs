@@ -182,7 +182,8 @@ pub(crate) struct Common {
     pub(crate) budget: QueueBudget,
     /// Where parked connections wait; set once by the server
     /// ([`crate::Broker::set_parking`]).
-    pub(crate) parking: OnceLock<Arc<dyn Unpark>>,
+    /// Weak: the server owns the lot, and the lot the broker.
+    pub(crate) parking: OnceLock<std::sync::Weak<dyn Unpark>>,
 }
 
 impl Common {
@@ -194,7 +195,8 @@ impl Common {
     }
 
     fn unpark(&self, token: Option<NonZeroU64>) {
-        if let (Some(token), Some(lot)) = (token, self.parking.get()) {
+        let lot = self.parking.get().and_then(std::sync::Weak::upgrade);
+        if let (Some(token), Some(lot)) = (token, lot) {
             lot.unpark(token.get());
         }
     }

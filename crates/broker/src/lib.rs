@@ -420,8 +420,8 @@ impl Broker {
     /// lot): a delivery or close order for a parked connection's session
     /// resumes it there (see [`SessionEntry::park`]). Set once; later calls
     /// are ignored.
-    pub fn set_parking(&self, lot: Arc<dyn Unpark>) {
-        let _ = self.common.parking.set(lot);
+    pub fn set_parking(&self, lot: &Arc<dyn Unpark>) {
+        let _ = self.common.parking.set(Arc::downgrade(lot));
     }
 
     pub fn metrics(&self) -> &Metrics {

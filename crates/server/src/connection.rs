@@ -147,22 +147,26 @@ impl Setup<()> {
 /// parked (see `crate::park`): TLS and WebSocket streams hold state of their
 /// own, and in-memory pipes have no socket to watch.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sized {
-    /// Whether [`Stream::into_socket`] can succeed.
+    /// Whether [`Stream::into_socket`] can succeed; nothing tries to park a
+    /// stream that cannot.
     const PARKABLE: bool = false;
 
-    /// The bare socket, out of tokio's reactor, for parking; `Err(self)` for
-    /// streams that cannot park. The inner error: tokio could not let go of
-    /// the socket, which is then closed.
-    fn into_socket(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
-        Err(self)
+    /// The bare socket, out of tokio's reactor, for parking. An error means
+    /// the stream is gone (tokio could not let go of the socket, or the
+    /// stream is not one that parks).
+    fn into_socket(self) -> std::io::Result<std::net::TcpStream> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this transport does not park",
+        ))
     }
 }
 
 impl Stream for tokio::net::TcpStream {
     const PARKABLE: bool = true;
 
-    fn into_socket(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
-        Ok(self.into_std())
+    fn into_socket(self) -> std::io::Result<std::net::TcpStream> {
+        self.into_std()
     }
 }
 
@@ -241,8 +245,11 @@ impl Parked {
 }
 
 /// What of a [`Connection`] outlives a pass: its state between packets.
+///
+/// Not the server's `Shared`: the lot holds parked connections, and the
+/// server's `Shared` holds the lot, so a pointer back would keep a dropped
+/// server's parked sockets open forever. The lot hands `Shared` back on resume.
 struct ParkedConnection {
-    shared: Arc<Shared>,
     policy: Arc<crate::ListenerPolicy>,
     entry: Arc<SessionEntry>,
     generation: u64,
@@ -288,9 +295,14 @@ async fn run<S: Stream>(mut link: Box<Link<S>>) {
 
 /// A parked connection's new task: from its parking lot, back to its
 /// packet loop (see `crate::park`).
-pub(crate) async fn resume(parked: Box<Parked>, token: u64, cancel: CancellationToken) {
+pub(crate) async fn resume(
+    parked: Box<Parked>,
+    token: u64,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     parked.connection.entry.unparked(token);
-    if let Some(link) = Link::unpark(*parked, cancel) {
+    if let Some(link) = Link::unpark(*parked, shared, cancel) {
         run(link).await;
     }
 }
@@ -494,7 +506,7 @@ impl Link<tokio::net::TcpStream> {
     /// A parked connection, running again on its socket (registered with
     /// tokio anew). `None` if the socket cannot be: the connection is then
     /// closed, and the broker told (as for any connection lost).
-    fn unpark(parked: Parked, cancel: CancellationToken) -> Option<Box<Self>> {
+    fn unpark(parked: Parked, shared: Arc<Shared>, cancel: CancellationToken) -> Option<Box<Self>> {
         let Parked {
             socket,
             decoder,
@@ -511,7 +523,7 @@ impl Link<tokio::net::TcpStream> {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%error, client_id = %connection.entry.client_id(), "cannot resume a parked connection; closing it");
-                connection.shared.broker.disconnected(
+                shared.broker.disconnected(
                     &connection.entry,
                     connection.generation,
                     CloseReason::Abnormal,
@@ -521,7 +533,6 @@ impl Link<tokio::net::TcpStream> {
             }
         };
         let ParkedConnection {
-            shared,
             policy,
             entry,
             generation,
@@ -775,6 +786,9 @@ impl<S: Stream> Link<S> {
     /// another idle period.
     fn park(mut self: Box<Self>) -> Result<(), Box<Self>> {
         self.busy_at = now();
+        if !S::PARKABLE {
+            return Err(self);
+        }
         let shared = self.connection.shared.clone();
         let Some(lot) = shared.parking.get() else {
             return Err(self);
@@ -791,22 +805,15 @@ impl<S: Stream> Link<S> {
         // the wake-up until the slot is filled.
         let Link {
             stream,
-            read_buffer,
-            write_buffer,
             decoder,
-            cancel,
-            peer,
             connection,
-            unflushed,
-            read_full,
-            busy_at,
-            may_park,
             guards,
+            ..
         } = *self;
         let socket = match stream.into_socket() {
-            Ok(Ok(socket)) => socket,
-            Ok(Err(error)) => {
-                // Tokio closed the socket: the connection is gone.
+            Ok(socket) => socket,
+            Err(error) => {
+                // The stream is gone with its socket: so is the connection.
                 lot.cancel(token.get());
                 entry.unparked(token.get());
                 tracing::warn!(%error, client_id = %entry.client_id(), "cannot park a connection; closing it");
@@ -817,25 +824,6 @@ impl<S: Stream> Link<S> {
                     now(),
                 );
                 return Ok(());
-            }
-            Err(stream) => {
-                // Not a stream that parks (`park_at` checks first).
-                lot.cancel(token.get());
-                entry.unparked(token.get());
-                return Err(Box::new(Link {
-                    stream,
-                    read_buffer,
-                    write_buffer,
-                    decoder,
-                    cancel,
-                    peer,
-                    connection,
-                    unflushed,
-                    read_full,
-                    busy_at,
-                    may_park,
-                    guards,
-                }));
             }
         };
         let parked = Box::new(Parked {
@@ -1029,7 +1017,6 @@ impl Connection {
     /// pass holds nothing (see `Link::park_at`), so the rest is empty.
     fn into_parked(self) -> ParkedConnection {
         ParkedConnection {
-            shared: self.shared,
             policy: self.policy,
             entry: self.entry,
             generation: self.generation,

@@ -436,7 +436,8 @@ impl Server {
         if self.shared.options.park_idle_after.is_some() {
             match park::Lot::start(&self.shared, tracker.clone(), cancel.clone()) {
                 Ok((lot, driver)) => {
-                    self.shared.broker.set_parking(lot.clone());
+                    let unpark: Arc<dyn switchboard_broker::Unpark> = lot.clone();
+                    self.shared.broker.set_parking(&unpark);
                     let _ = self.shared.parking.set(lot);
                     tracker.spawn(driver);
                 }

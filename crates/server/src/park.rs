@@ -66,6 +66,9 @@ pub(crate) struct Lot {
     /// sleeps for was added.
     timer: Notify,
     broker: Arc<switchboard_broker::Broker>,
+    /// The server, handed back to resumed connections. Weak: the server
+    /// holds the lot, and a dropped server must close its parked sockets.
+    shared: std::sync::Weak<Shared>,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +176,7 @@ impl Lot {
             cancel,
             timer: Notify::new(),
             broker: shared.broker.clone(),
+            shared: Arc::downgrade(shared),
         });
         let driver = drive(lot.clone(), poll);
         Ok((lot, driver))
@@ -285,10 +289,13 @@ impl Lot {
     /// slot, or one unparked while parking (not counted as parked, and not
     /// registered).
     pub(crate) fn respawn(&self, token: u64, connection: Box<Parked>) {
-        self.tracker.spawn_on(
-            connection::resume(connection, token, self.cancel.clone()),
-            &self.handle,
-        );
+        // Without its server the connection has nothing to run on: dropped,
+        // its socket closes.
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let resumed = connection::resume(connection, token, shared, self.cancel.clone());
+        self.tracker.spawn_on(resumed, &self.handle);
     }
 
     /// When the driver should next scan for keep-alive deadlines.

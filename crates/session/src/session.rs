@@ -433,15 +433,7 @@ impl Session {
                     packets.push(packet);
                 }
                 None => {
-                    self.inflight.remove(packet_id);
-                    self.traffic.count_drop(DropReason::TooLargeForClient);
-                    self.traffic.record(
-                        self.journaling,
-                        JournalEvent::Removed {
-                            message_id,
-                            packet_id: Some(packet_id),
-                        },
-                    );
+                    self.drop_resend_too_large(packet_id, message_id);
                 }
             }
         }
@@ -802,6 +794,20 @@ impl Session {
         true
     }
 
+    /// Drops an in-flight flow whose resend no longer fits the client's
+    /// Maximum Packet Size: counted, and journaled as removed.
+    fn drop_resend_too_large(&mut self, packet_id: u16, message_id: u64) {
+        self.inflight.remove(packet_id);
+        self.traffic.count_drop(DropReason::TooLargeForClient);
+        self.traffic.record(
+            self.journaling,
+            JournalEvent::Removed {
+                message_id,
+                packet_id: Some(packet_id),
+            },
+        );
+    }
+
     /// The next deferred resend, if the window has room for it.
     fn poll_resend(&mut self, client: &ClientParams, window: usize) -> Option<Publish> {
         loop {
@@ -837,15 +843,7 @@ impl Session {
                     return Some(publish);
                 }
                 _ => {
-                    self.inflight.remove(packet_id);
-                    self.traffic.count_drop(DropReason::TooLargeForClient);
-                    self.traffic.record(
-                        self.journaling,
-                        JournalEvent::Removed {
-                            message_id,
-                            packet_id: Some(packet_id),
-                        },
-                    );
+                    self.drop_resend_too_large(packet_id, message_id);
                 }
             }
         }
