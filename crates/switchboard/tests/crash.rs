@@ -471,6 +471,11 @@ fn start_broker(data_dir: &str, config: &str, what: &str) -> Broker {
         data_dir,
         "--durability",
         "sync",
+        // Connections park whenever idle for a millisecond: the crash
+        // rounds then also cover parking and resuming (subscribers between
+        // messages, publishers waiting for acknowledgements) under kill -9.
+        "--park-idle-after-ms",
+        "1",
         // The listening line the test waits for is logged at info level.
         "--log-level",
         "info",
