@@ -124,6 +124,27 @@ impl Slots {
         }
     }
 
+    /// Whether the connection that reserved `token` may fill its slot: not
+    /// if it was unparked meanwhile, nor once the lot is closed (no driver
+    /// would watch its socket or keep alive any more). A slot it may not
+    /// fill is given back.
+    fn claim(&mut self, token: u64) -> bool {
+        let closed = self.closed;
+        match self.slot_mut(token) {
+            Some(Slot::Reserved {
+                token: reserved,
+                wake,
+            }) if *reserved == token => {
+                if *wake || closed {
+                    self.release(token);
+                    return false;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes the connection parked under `token`, if it still is.
     fn take(&mut self, token: u64) -> Option<Box<Parked>> {
         let slot = self.slot_mut(token)?;
@@ -220,22 +241,12 @@ impl Lot {
     }
 
     /// Parks `connection` in the slot reserved under `token` and watches its
-    /// socket. Gives it back when it was unparked while parking (or its socket
-    /// cannot be watched): its task must carry on.
+    /// socket. Gives it back when it was unparked while parking, the lot
+    /// closed meanwhile, or its socket cannot be watched: its task must carry on.
     pub(crate) fn fill(&self, token: u64, connection: Box<Parked>) -> Result<(), Box<Parked>> {
         let mut slots = self.slots();
-        match slots.slot_mut(token) {
-            Some(Slot::Reserved {
-                token: reserved,
-                wake: false,
-            }) if *reserved == token => {}
-            Some(Slot::Reserved {
-                token: reserved, ..
-            }) if *reserved == token => {
-                slots.release(token);
-                return Err(connection);
-            }
-            _ => return Err(connection),
+        if !slots.claim(token) {
+            return Err(connection);
         }
         let fd = connection.socket().as_raw_fd();
         // Edge-triggered, and reported at once if the socket is already
@@ -255,6 +266,12 @@ impl Lot {
             *slot = Slot::Parked { token, connection };
         }
         slots.parked += 1;
+        // Counted before the slot's lock is released: from then on the
+        // driver or an unpark may take the connection and count it out, and
+        // the gauge must not wrap below zero meanwhile.
+        let metrics = self.broker.metrics();
+        Metrics::incr(&metrics.connections_parked);
+        Metrics::incr(&metrics.connection_parks);
         if let Some(when) = deadline {
             if slots.next_scan.is_none_or(|next| when < next) {
                 slots.next_scan = Some(when);
@@ -262,9 +279,6 @@ impl Lot {
             }
         }
         drop(slots);
-        let metrics = self.broker.metrics();
-        Metrics::incr(&metrics.connections_parked);
-        Metrics::incr(&metrics.connection_parks);
         Ok(())
     }
 
@@ -461,5 +475,41 @@ mod tests {
         ));
         assert_eq!(index_of(parking), 0);
         assert_eq!(index_of(token(5, u32::MAX)), 5);
+        // So its fill is refused, and the slot given back.
+        assert!(!slots.claim(parking));
+        assert!(matches!(slots.entries[0], Slot::Free));
+        assert_eq!(slots.free, vec![0]);
+    }
+
+    #[test]
+    fn a_slot_reserved_before_the_lot_closed_is_not_filled() {
+        // The driver resumes what is parked when it stops (shutdown, or a
+        // failed epoll) and watches nothing after: a connection that had
+        // reserved a slot just before must not park in it, or its socket and
+        // keep alive would go unwatched.
+        let mut slots = Slots::default();
+        let parking = token(0, 1);
+        slots.entries.push(Slot::Reserved {
+            token: parking,
+            wake: false,
+        });
+        slots.closed = true;
+        assert!(!slots.claim(parking));
+        assert!(matches!(slots.entries[0], Slot::Free));
+        assert_eq!(slots.free, vec![0]);
+    }
+
+    #[test]
+    fn a_reserved_slot_is_claimed_once_and_only_by_its_token() {
+        let mut slots = Slots::default();
+        let parking = token(0, 9);
+        slots.entries.push(Slot::Reserved {
+            token: parking,
+            wake: false,
+        });
+        assert!(!slots.claim(token(0, 8)));
+        assert!(!slots.claim(token(1, 9)));
+        assert!(slots.claim(parking));
+        assert!(matches!(slots.entries[0], Slot::Reserved { .. }));
     }
 }
