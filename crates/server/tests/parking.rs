@@ -239,3 +239,107 @@ async fn nothing_parks_with_parking_off() {
     assert_eq!(parks(&server), 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_parked_connection_whose_session_is_deleted_is_closed() {
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut client = connected_tcp(&server, V5, "deleted").await;
+    wait_parked(&server, 1).await;
+    assert!(server.broker().delete_session("deleted"));
+    client
+        .expect_closed_with(ReasonCode::ADMINISTRATIVE_ACTION)
+        .await;
+    assert_eq!(parked(&server), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_topic_alias_outlives_parking() {
+    // 3.3.2.3.4: Topic Alias mappings belong to the Network Connection
+    // ([MQTT-3.3.2-7]), which parking does not end: the alias stays mapped.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut subscriber = connected_tcp(&server, V5, "alias-sub").await;
+    subscriber
+        .subscribe_granted(1, "alias/#", QoS::AtMostOnce)
+        .await;
+    let mut client = connected_tcp(&server, V5, "alias-pub").await;
+    let mut first = publish("alias/a", QoS::AtMostOnce, None, b"set");
+    first.properties.topic_alias = Some(1);
+    client.send(first).await;
+    assert_eq!(&subscriber.expect_publish().await.payload[..], b"set");
+    wait_parked(&server, 2).await;
+    let mut second = publish("", QoS::AtMostOnce, None, b"used");
+    second.properties.topic_alias = Some(1);
+    client.send(second).await;
+    let used = subscriber.expect_publish().await;
+    assert_eq!(
+        (used.topic.as_str(), &used.payload[..]),
+        ("alias/a", &b"used"[..])
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_inbound_qos2_flow_spans_parking() {
+    // [MQTT-4.3.3-10]: until PUBREL, a resent PUBLISH with the same id is
+    // not delivered again, parked in between or not.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut subscriber = connected_tcp(&server, V5, "qos2-sub").await;
+    subscriber
+        .subscribe_granted(1, "qos2/#", QoS::AtMostOnce)
+        .await;
+    let mut client = connected_tcp(&server, V5, "qos2-pub").await;
+    client
+        .send(publish("qos2/a", QoS::ExactlyOnce, Some(5), b"once"))
+        .await;
+    assert_eq!(client.expect_pubrec().await.packet_id, 5);
+    assert_eq!(&subscriber.expect_publish().await.payload[..], b"once");
+    wait_parked(&server, 2).await;
+    let mut again = publish("qos2/a", QoS::ExactlyOnce, Some(5), b"once");
+    again.dup = true;
+    client.send(again).await;
+    assert_eq!(client.expect_pubrec().await.packet_id, 5);
+    wait_parked(&server, 2).await;
+    client
+        .send(Packet::PubRel(switchboard_codec::Ack::new(5)))
+        .await;
+    assert_eq!(client.expect_pubcomp().await.packet_id, 5);
+    // A marker through the same subscriber: nothing came before it.
+    client
+        .send(publish("qos2/b", QoS::AtMostOnce, None, b"marker"))
+        .await;
+    assert_eq!(&subscriber.expect_publish().await.payload[..], b"marker");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_client_that_half_closes_publishes_its_will() {
+    // [MQTT-3.1.2-8]: the end of the client's stream (FIN, not RST) wakes
+    // the parked connection, which closes it as a running one would.
+    use tokio::io::AsyncWriteExt;
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut watcher = connected_tcp(&server, V5, "half-watcher").await;
+    watcher
+        .subscribe_granted(1, "wills/#", QoS::AtMostOnce)
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    let mut connect = connect_packet(V5, "half-closed", true);
+    connect.will = Some(switchboard_codec::Will {
+        topic: "wills/half".into(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let mut encoded = bytes::BytesMut::new();
+    switchboard_codec::encode(&Packet::Connect(Box::new(connect)), V5, &mut encoded).unwrap();
+    stream.write_all(&encoded).await.unwrap();
+    wait_parked(&server, 2).await;
+    stream.shutdown().await.unwrap();
+    let will = watcher.expect_publish().await;
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("wills/half", &b"gone"[..])
+    );
+    server.shutdown().await;
+}
