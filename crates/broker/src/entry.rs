@@ -505,10 +505,10 @@ impl SessionEntry {
     /// leaves because its session was taken over calls this: the wake-up it
     /// may have consumed could have been meant for its successor.
     pub fn wake(&self) {
-        let parked = self.lock().parked.take();
-        match parked {
-            Some(_) => self.common.unpark(parked),
-            None => self.notify.notify_one(),
+        // A parked connection needs no wake-up: it parked with nothing
+        // pending, and whatever came since unparked it.
+        if self.lock().parked.is_none() {
+            self.notify.notify_one();
         }
     }
 

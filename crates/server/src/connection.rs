@@ -196,12 +196,6 @@ struct Link<S> {
     /// When the connection last did anything (read, wrote, was woken): it
     /// parks once idle for `park_idle_after` since then.
     busy_at: Instant,
-    /// Whether it may park: not after being resumed until something happens
-    /// (a read, a write, a wake-up). A resumed connection's socket is
-    /// registered with tokio anew, and its readiness arrives only with the
-    /// reactor's next turn: parking again before that would never read what
-    /// woke it.
-    may_park: bool,
     /// Released when the connection ends, with this.
     guards: Guards,
 }
@@ -497,7 +491,6 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
         unflushed: false,
         read_full: false,
         busy_at: now(),
-        may_park: true,
         guards,
     }))
 }
@@ -518,6 +511,21 @@ impl Link<tokio::net::TcpStream> {
         let peer = socket
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // What the client sent while parked is read now, not at tokio's next
+        // turn (a fresh registration reports readiness only then): a
+        // keep-alive deadline that woke the connection must not win over a
+        // PINGREQ that came in time, and nothing that woke it stays unread
+        // should it park again (a later arrival is reported by whichever
+        // epoll the socket is in). One read; more is reported as readiness.
+        let mut read_buffer = BytesMut::new();
+        let mut chunk = [0u8; READ_BUFFER];
+        // EOF and errors are left to the first read on the tokio stream,
+        // which finds them again.
+        let arrived = match std::io::Read::read(&mut &socket, &mut chunk) {
+            Ok(bytes) => chunk.get(..bytes).unwrap_or_default(),
+            Err(_) => &[],
+        };
+        read_buffer.extend_from_slice(arrived);
         // On failure `from_std` has closed the socket: only the rest is left.
         let stream = match tokio::net::TcpStream::from_std(socket) {
             Ok(stream) => stream,
@@ -546,9 +554,9 @@ impl Link<tokio::net::TcpStream> {
             message_rate,
             byte_rate,
         } = connection;
-        Some(Box::new(Link {
+        let mut link = Box::new(Link {
             stream,
-            read_buffer: BytesMut::new(),
+            read_buffer,
             write_buffer: BytesMut::new(),
             decoder,
             cancel,
@@ -579,9 +587,13 @@ impl Link<tokio::net::TcpStream> {
             unflushed: false,
             read_full: false,
             busy_at: now(),
-            may_park: false,
             guards,
-        }))
+        });
+        let arrived = link.read_buffer.len();
+        if arrived > 0 {
+            link.connection.count_read(arrived);
+        }
+        Some(link)
     }
 }
 
@@ -677,7 +689,6 @@ impl<S: Stream> Link<S> {
             .await;
             if !matches!(event, Event::Timer) {
                 self.busy_at = now();
-                self.may_park = true;
             }
             match event {
                 Event::Written(written) => {
@@ -708,14 +719,7 @@ impl<S: Stream> Link<S> {
                 }
                 Event::Read(Ok(Read { bytes, full })) => {
                     let connection = &mut self.connection;
-                    Metrics::add(
-                        &connection.shared.broker.metrics().bytes_received,
-                        bytes as u64,
-                    );
-                    connection.entry.count_received(bytes as u64);
-                    if let Some(bucket) = &mut connection.byte_rate {
-                        bucket.charge(now(), bytes as u64);
-                    }
+                    connection.count_read(bytes);
                     self.read_full = full;
                     if let Err(close) = connection.drain_packets(
                         &mut self.read_buffer,
@@ -764,7 +768,7 @@ impl<S: Stream> Link<S> {
     /// flush, no partial packet, nothing waiting for the store, no throttle).
     /// `None` for streams that cannot park, or with parking off.
     fn park_at(&self) -> Option<Instant> {
-        if !S::PARKABLE || !self.may_park {
+        if !S::PARKABLE {
             return None;
         }
         let after = self.connection.shared.options.park_idle_after?;
@@ -1297,6 +1301,16 @@ impl Connection {
             send: Some(code),
             reason: CloseReason::Abnormal,
         })
+    }
+
+    /// Counts `bytes` read from the client: the broker's and the session's
+    /// byte counts, and the client's byte rate.
+    fn count_read(&mut self, bytes: usize) {
+        Metrics::add(&self.shared.broker.metrics().bytes_received, bytes as u64);
+        self.entry.count_received(bytes as u64);
+        if let Some(bucket) = &mut self.byte_rate {
+            bucket.charge(now(), bytes as u64);
+        }
     }
 
     /// `None` while the client is within its message and byte rates; otherwise

@@ -343,3 +343,56 @@ async fn a_parked_client_that_half_closes_publishes_its_will() {
     );
     server.shutdown().await;
 }
+
+fn unparks(server: &RunningServer) -> u64 {
+    server
+        .broker()
+        .metrics()
+        .connection_unparks
+        .load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_connection_resumed_for_nothing_parks_again() {
+    // A delivery that is dropped when polled ([MQTT-3.1.2-25]: larger than
+    // the client's Maximum Packet Size) resumes the subscriber for nothing:
+    // it must not keep a task from then on.
+    let server = start(parking_options(Duration::ZERO)).await;
+    let mut subscriber = support::RawClient::tcp(addr(&server), V5).await;
+    let mut connect = connect_packet(V5, "small-packets", true);
+    connect.properties.maximum_packet_size = Some(64);
+    assert_eq!(
+        subscriber.connect(connect).await.reason_code,
+        ReasonCode::SUCCESS
+    );
+    subscriber
+        .subscribe_granted(1, "big/#", QoS::AtMostOnce)
+        .await;
+    let mut publisher = connected_tcp(&server, V5, "big-publisher").await;
+    wait_parked(&server, 2).await;
+    let resumed_before = unparks(&server);
+    publisher
+        .send(publish("big/a", QoS::AtMostOnce, None, &[7; 200]))
+        .await;
+    // The publisher's and the subscriber's resumes, then both park again.
+    let started = std::time::Instant::now();
+    while unparks(&server) < resumed_before + 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never resumed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    wait_parked(&server, 2).await;
+    assert_eq!(
+        server
+            .broker()
+            .metrics()
+            .dropped_too_large
+            .load(Ordering::Relaxed),
+        1
+    );
+    // And it still works.
+    publisher
+        .send(publish("big/b", QoS::AtMostOnce, None, b"small"))
+        .await;
+    assert_eq!(&subscriber.expect_publish().await.payload[..], b"small");
+    server.shutdown().await;
+}
