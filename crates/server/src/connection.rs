@@ -238,7 +238,8 @@ impl Parked {
     }
 }
 
-/// What of a [`Connection`] outlives a pass: its state between packets.
+/// What of a [`Connection`] outlives a pass: its state between packets, as
+/// it starts and while it is parked.
 ///
 /// Not the server's `Shared`: the lot holds parked connections, and the
 /// server's `Shared` holds the lot, so a pointer back would keep a dropped
@@ -447,8 +448,7 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
         push(&mut write_buffer, packet, version, metrics, client_limit);
     }
 
-    let connection = Connection {
-        shared: shared.clone(),
+    let state = ParkedConnection {
         entry: connected.entry.clone(),
         generation: connected.generation,
         version,
@@ -459,14 +459,7 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
             .properties
             .request_problem_information
             .unwrap_or(true),
-        outgoing: Vec::new(),
         client_limit,
-        records: Vec::new(),
-        barrier: false,
-        held: Vec::new(),
-        pending: VecDeque::new(),
-        refused_qos2: Vec::new(),
-        events: Vec::new(),
         username,
         message_rate: policy
             .rates
@@ -477,8 +470,8 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
             .client_bytes
             .map(|rate| Box::new(TokenBucket::new(rate, now()))),
         policy,
-        throttled: false,
     };
+    let connection = Connection::from_parked(state, shared);
     drop(connect);
     Some(Box::new(Link {
         stream,
@@ -540,20 +533,6 @@ impl Link<tokio::net::TcpStream> {
                 return None;
             }
         };
-        let ParkedConnection {
-            policy,
-            entry,
-            generation,
-            version,
-            keep_alive,
-            aliases,
-            session_expiry_was_zero,
-            request_problem_information,
-            client_limit,
-            username,
-            message_rate,
-            byte_rate,
-        } = connection;
         let mut link = Box::new(Link {
             stream,
             read_buffer,
@@ -561,29 +540,7 @@ impl Link<tokio::net::TcpStream> {
             decoder,
             cancel,
             peer,
-            connection: Connection {
-                shared,
-                policy,
-                entry,
-                generation,
-                version,
-                keep_alive,
-                aliases,
-                session_expiry_was_zero,
-                request_problem_information,
-                outgoing: Vec::new(),
-                client_limit,
-                records: Vec::new(),
-                barrier: false,
-                held: Vec::new(),
-                pending: VecDeque::new(),
-                refused_qos2: Vec::new(),
-                events: Vec::new(),
-                username,
-                message_rate,
-                byte_rate,
-                throttled: false,
-            },
+            connection: Connection::from_parked(connection, shared),
             unflushed: false,
             read_full: false,
             busy_at: now(),
@@ -1017,6 +974,48 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
 }
 
 impl Connection {
+    /// A connection with `state` and nothing in hand: as it starts, and as it
+    /// resumes from parking.
+    fn from_parked(state: ParkedConnection, shared: Arc<Shared>) -> Connection {
+        let ParkedConnection {
+            policy,
+            entry,
+            generation,
+            version,
+            keep_alive,
+            aliases,
+            session_expiry_was_zero,
+            request_problem_information,
+            client_limit,
+            username,
+            message_rate,
+            byte_rate,
+        } = state;
+        Connection {
+            shared,
+            policy,
+            entry,
+            generation,
+            version,
+            keep_alive,
+            aliases,
+            session_expiry_was_zero,
+            request_problem_information,
+            outgoing: Vec::new(),
+            client_limit,
+            records: Vec::new(),
+            barrier: false,
+            held: Vec::new(),
+            pending: VecDeque::new(),
+            refused_qos2: Vec::new(),
+            events: Vec::new(),
+            username,
+            message_rate,
+            byte_rate,
+            throttled: false,
+        }
+    }
+
     /// The state that outlives the pass, for parking. Called only when the
     /// pass holds nothing (see `Link::park_at`), so the rest is empty.
     fn into_parked(self) -> ParkedConnection {
