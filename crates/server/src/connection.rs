@@ -214,15 +214,15 @@ pub(crate) struct Parked {
     socket: std::net::TcpStream,
     decoder: Decoder,
     guards: Guards,
-    connection: ParkedConnection,
+    state: ConnectionState,
 }
 
 impl std::fmt::Debug for Parked {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Parked")
-            .field("client_id", &self.connection.entry.client_id())
-            .field("generation", &self.connection.generation)
+            .field("client_id", &self.state.entry.client_id())
+            .field("generation", &self.state.generation)
             .finish_non_exhaustive()
     }
 }
@@ -234,7 +234,7 @@ impl Parked {
 
     /// When its keep alive runs out, if it has one.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.connection.keep_alive.deadline()
+        self.state.keep_alive.deadline()
     }
 }
 
@@ -244,18 +244,26 @@ impl Parked {
 /// Not the server's `Shared`: the lot holds parked connections, and the
 /// server's `Shared` holds the lot, so a pointer back would keep a dropped
 /// server's parked sockets open forever. The lot hands `Shared` back on resume.
-struct ParkedConnection {
+struct ConnectionState {
+    /// The listener's auth and limits.
     policy: Arc<crate::ListenerPolicy>,
     entry: Arc<SessionEntry>,
     generation: u64,
     version: ProtocolVersion,
     keep_alive: KeepAlive,
     aliases: InboundAliases,
+    /// [MQTT-3.14.2-2]: a DISCONNECT may not set a non-zero expiry if CONNECT had 0.
     session_expiry_was_zero: bool,
     request_problem_information: bool,
+    /// The client's Maximum Packet Size (v5 only).
     client_limit: Option<u32>,
+    /// The user name the client logged in with, for the ACL checks.
     username: Option<Arc<str>>,
+    /// PUBLISH packets the client may send (`RateLimits::client_messages`).
+    /// Boxed, like `byte_rate`: rates are seldom configured, and every
+    /// connection would otherwise carry 40 bytes for each.
     message_rate: Option<Box<TokenBucket>>,
+    /// Bytes the client may send (`RateLimits::client_bytes`).
     byte_rate: Option<Box<TokenBucket>>,
 }
 
@@ -296,7 +304,7 @@ pub(crate) async fn resume(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
-    parked.connection.entry.unparked(token);
+    parked.state.entry.unparked(token);
     if let Some(link) = Link::unpark(*parked, shared, cancel) {
         run(link).await;
     }
@@ -448,7 +456,7 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
         push(&mut write_buffer, packet, version, metrics, client_limit);
     }
 
-    let state = ParkedConnection {
+    let state = ConnectionState {
         entry: connected.entry.clone(),
         generation: connected.generation,
         version,
@@ -471,7 +479,7 @@ async fn establish<S: Stream>(setup: Box<Setup<S>>) -> Option<Box<Link<S>>> {
             .map(|rate| Box::new(TokenBucket::new(rate, now()))),
         policy,
     };
-    let connection = Connection::from_parked(state, shared);
+    let connection = Connection::new(state, shared);
     drop(connect);
     Some(Box::new(Link {
         stream,
@@ -497,7 +505,7 @@ impl Link<tokio::net::TcpStream> {
             socket,
             decoder,
             guards,
-            connection,
+            state,
         } = parked;
         // Only for logs: a client that has gone (and is about to be found
         // gone) has no address any more.
@@ -523,10 +531,10 @@ impl Link<tokio::net::TcpStream> {
         let stream = match tokio::net::TcpStream::from_std(socket) {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(%error, client_id = %connection.entry.client_id(), "cannot resume a parked connection; closing it");
+                tracing::warn!(%error, client_id = %state.entry.client_id(), "cannot resume a parked connection; closing it");
                 shared.broker.disconnected(
-                    &connection.entry,
-                    connection.generation,
+                    &state.entry,
+                    state.generation,
                     CloseReason::Abnormal,
                     now(),
                 );
@@ -540,7 +548,7 @@ impl Link<tokio::net::TcpStream> {
             decoder,
             cancel,
             peer,
-            connection: Connection::from_parked(connection, shared),
+            connection: Connection::new(state, shared),
             unflushed: false,
             read_full: false,
             busy_at: now(),
@@ -565,7 +573,7 @@ impl<S: Stream> Link<S> {
         // below lives across the branches that need the connection mutably.
         // Everything else is reached through `self`, so that the future keeps
         // one pointer rather than one per field.
-        let entry = self.connection.entry.clone();
+        let entry = self.connection.state.entry.clone();
         // Packets that arrived together with CONNECT.
         if let Err(close) = self.connection.drain_packets(
             &mut self.read_buffer,
@@ -622,7 +630,7 @@ impl<S: Stream> Link<S> {
                 let wake_at = match throttle {
                     Some(until) => Some(until),
                     None if store_bound => None,
-                    None => self.connection.keep_alive.deadline(),
+                    None => self.connection.state.keep_alive.deadline(),
                 };
                 let park_at = self.park_at();
                 let wake_at = match (wake_at, park_at) {
@@ -657,7 +665,7 @@ impl<S: Stream> Link<S> {
                             })
                         }
                         Ok(Written::Bytes(bytes)) => {
-                            self.connection.entry.count_sent(bytes as u64);
+                            self.connection.state.entry.count_sent(bytes as u64);
                             self.unflushed = true;
                         }
                         Ok(Written::Flushed) => self.unflushed = false,
@@ -707,7 +715,9 @@ impl<S: Stream> Link<S> {
                 Event::Timer => {
                     // The throttle's end, or the keep-alive deadline (never
                     // while throttled: the client's packets wait unread).
-                    if !self.connection.throttled && self.connection.keep_alive.is_expired(now()) {
+                    if !self.connection.throttled
+                        && self.connection.state.keep_alive.is_expired(now())
+                    {
                         // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): 1.5 x keep alive without a packet.
                         Metrics::incr(&self.connection.shared.broker.metrics().keep_alive_timeouts);
                         return Exit::Close(Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT));
@@ -757,8 +767,8 @@ impl<S: Stream> Link<S> {
         let Some(token) = lot.reserve() else {
             return Err(self);
         };
-        let entry = self.connection.entry.clone();
-        if !entry.park(self.connection.generation, token) {
+        let entry = self.connection.state.entry.clone();
+        if !entry.park(self.connection.state.generation, token) {
             lot.cancel(token.get());
             return Err(self);
         }
@@ -780,7 +790,7 @@ impl<S: Stream> Link<S> {
                 tracing::warn!(%error, client_id = %entry.client_id(), "cannot park a connection; closing it");
                 shared.broker.disconnected(
                     &entry,
-                    connection.generation,
+                    connection.state.generation,
                     CloseReason::Abnormal,
                     now(),
                 );
@@ -791,7 +801,7 @@ impl<S: Stream> Link<S> {
             socket,
             decoder,
             guards,
-            connection: connection.into_parked(),
+            state: connection.state,
         });
         if let Err(parked) = lot.fill(token.get(), parked) {
             // Unparked while parking: it carries on, on a task of its own
@@ -915,15 +925,15 @@ impl<S: Stream> Link<S> {
         // a client sees the socket close, the broker has finished with the connection.
         let shared = connection.shared.clone();
         shared.broker.disconnected(
-            &connection.entry,
-            connection.generation,
+            &connection.state.entry,
+            connection.state.generation,
             close.reason,
             now(),
         );
-        let version = connection.version;
+        let version = connection.state.version;
         if let (Some(code), true) = (close.send, version.is_v5()) {
             let mut disconnect = Disconnect::with_reason(code);
-            if !connection.request_problem_information {
+            if !connection.state.request_problem_information {
                 disconnect.reason_string = None;
             }
             push(
@@ -931,7 +941,7 @@ impl<S: Stream> Link<S> {
                 &Packet::Disconnect(disconnect),
                 version,
                 shared.broker.metrics(),
-                connection.client_limit,
+                connection.state.client_limit,
             );
         }
         if !write_buffer.is_empty() {
@@ -942,7 +952,7 @@ impl<S: Stream> Link<S> {
             .await;
         }
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.stream.shutdown()).await;
-        tracing::debug!(peer = %self.peer, client_id = %self.connection.entry.client_id(), "connection closed");
+        tracing::debug!(peer = %self.peer, client_id = %self.connection.state.entry.client_id(), "connection closed");
     }
 }
 
@@ -976,62 +986,18 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
 impl Connection {
     /// A connection with `state` and nothing in hand: as it starts, and as it
     /// resumes from parking.
-    fn from_parked(state: ParkedConnection, shared: Arc<Shared>) -> Connection {
-        let ParkedConnection {
-            policy,
-            entry,
-            generation,
-            version,
-            keep_alive,
-            aliases,
-            session_expiry_was_zero,
-            request_problem_information,
-            client_limit,
-            username,
-            message_rate,
-            byte_rate,
-        } = state;
+    fn new(state: ConnectionState, shared: Arc<Shared>) -> Connection {
         Connection {
             shared,
-            policy,
-            entry,
-            generation,
-            version,
-            keep_alive,
-            aliases,
-            session_expiry_was_zero,
-            request_problem_information,
+            state,
             outgoing: Vec::new(),
-            client_limit,
             records: Vec::new(),
             barrier: false,
             held: Vec::new(),
             pending: VecDeque::new(),
             refused_qos2: Vec::new(),
             events: Vec::new(),
-            username,
-            message_rate,
-            byte_rate,
             throttled: false,
-        }
-    }
-
-    /// The state that outlives the pass, for parking. Called only when the
-    /// pass holds nothing (see `Link::park_at`), so the rest is empty.
-    fn into_parked(self) -> ParkedConnection {
-        ParkedConnection {
-            policy: self.policy,
-            entry: self.entry,
-            generation: self.generation,
-            version: self.version,
-            keep_alive: self.keep_alive,
-            aliases: self.aliases,
-            session_expiry_was_zero: self.session_expiry_was_zero,
-            request_problem_information: self.request_problem_information,
-            client_limit: self.client_limit,
-            username: self.username,
-            message_rate: self.message_rate,
-            byte_rate: self.byte_rate,
         }
     }
 }
@@ -1185,21 +1151,11 @@ fn push(
 
 struct Connection {
     shared: Arc<Shared>,
-    /// The listener's auth and limits.
-    policy: Arc<crate::ListenerPolicy>,
-    entry: Arc<SessionEntry>,
-    generation: u64,
-    version: ProtocolVersion,
-    keep_alive: KeepAlive,
-    aliases: InboundAliases,
-    /// [MQTT-3.14.2-2]: a DISCONNECT may not set a non-zero expiry if CONNECT had 0.
-    session_expiry_was_zero: bool,
-    request_problem_information: bool,
+    /// What outlives the pass (and a parking).
+    state: ConnectionState,
     /// Reused buffer for PUBLISH packets polled from the session; released when
     /// a poll finds the queue empty, so an idle subscriber holds no batch.
     outgoing: Vec<Publish>,
-    /// The client's Maximum Packet Size (v5 only).
-    client_limit: Option<u32>,
     /// Records for the durable store staged during the current pass (one read of
     /// packets, or one pull from the queue); appended as one batch at its end.
     records: Vec<Record>,
@@ -1224,14 +1180,6 @@ struct Connection {
     refused_qos2: Vec<u16>,
     /// Reused buffer for the session's journal events.
     events: Vec<JournalEvent>,
-    /// The user name the client logged in with, for the ACL checks.
-    username: Option<Arc<str>>,
-    /// PUBLISH packets the client may send (`RateLimits::client_messages`).
-    /// Boxed, like `byte_rate`: rates are seldom configured, and every
-    /// connection would otherwise carry 40 bytes for each.
-    message_rate: Option<Box<TokenBucket>>,
-    /// Bytes the client may send (`RateLimits::client_bytes`).
-    byte_rate: Option<Box<TokenBucket>>,
     /// Whether reading is paused for the rates, so that each pause is counted once.
     throttled: bool,
 }
@@ -1288,11 +1236,11 @@ impl Connection {
     /// The close the broker ordered for this connection, if any. One atomic
     /// load when there is none.
     fn broker_order(&self) -> Option<Close> {
-        let code = self.entry.close_order(self.generation)?;
+        let code = self.state.entry.close_order(self.state.generation)?;
         if code == ReasonCode::SESSION_TAKEN_OVER {
             // The wake-up this task last consumed may have been a delivery
             // for the connection that took over: pass it on.
-            self.entry.wake();
+            self.state.entry.wake();
         }
         // For a takeover, the broker has already dealt with the will and the
         // session; `disconnected` then finds another generation and does nothing.
@@ -1306,8 +1254,8 @@ impl Connection {
     /// byte counts, and the client's byte rate.
     fn count_read(&mut self, bytes: usize) {
         Metrics::add(&self.shared.broker.metrics().bytes_received, bytes as u64);
-        self.entry.count_received(bytes as u64);
-        if let Some(bucket) = &mut self.byte_rate {
+        self.state.entry.count_received(bytes as u64);
+        if let Some(bucket) = &mut self.state.byte_rate {
             bucket.charge(now(), bytes as u64);
         }
     }
@@ -1315,14 +1263,14 @@ impl Connection {
     /// `None` while the client is within its message and byte rates; otherwise
     /// when reading may resume. Counts each new pause.
     fn throttle_until(&mut self, now: Instant) -> Option<Instant> {
-        let until = [&self.message_rate, &self.byte_rate]
+        let until = [&self.state.message_rate, &self.state.byte_rate]
             .into_iter()
             .flatten()
             .filter_map(|bucket| bucket.resume_at(now))
             .max();
         if until.is_some() && !self.throttled {
             Metrics::incr(&self.shared.broker.metrics().clients_throttled);
-            tracing::debug!(client_id = %self.entry.client_id(), "over its message or byte rate; reading paused");
+            tracing::debug!(client_id = %self.state.entry.client_id(), "over its message or byte rate; reading paused");
         }
         self.throttled = until.is_some();
         until
@@ -1333,8 +1281,8 @@ impl Connection {
         let shared = self.shared.clone();
         let metrics = shared.broker.metrics();
         self.outgoing.clear();
-        let drops = self.entry.poll_publishes(
-            self.generation,
+        let drops = self.state.entry.poll_publishes(
+            self.state.generation,
             now(),
             POLL_BATCH,
             &mut self.outgoing,
@@ -1361,17 +1309,18 @@ impl Connection {
     /// Converts the session's journal events into staged records.
     fn stage_journal(&mut self) {
         if !self.events.is_empty() {
-            self.barrier |=
-                self.shared
-                    .broker
-                    .journal_records(&self.entry, &self.events, &mut self.records);
+            self.barrier |= self.shared.broker.journal_records(
+                &self.state.entry,
+                &self.events,
+                &mut self.records,
+            );
             self.events.clear();
         }
     }
 
     /// Whether this connection's session is kept in the durable store.
     fn durable(&self) -> bool {
-        self.entry.is_persistent() && self.shared.broker.store().is_some()
+        self.state.entry.is_persistent() && self.shared.broker.store().is_some()
     }
 
     /// Ends a pass: appends the staged records as one batch and queues what
@@ -1455,9 +1404,12 @@ impl Connection {
             // batch whose write failed never reaches its state, so no checkpoint
             // writes it.
             for packet_id in pass.inbound_qos2 {
-                let _ = self.entry.with_session(self.generation, |session| {
-                    session.abandon_incoming_qos2(packet_id)
-                });
+                let _ = self
+                    .state
+                    .entry
+                    .with_session(self.state.generation, |session| {
+                        session.abandon_incoming_qos2(packet_id)
+                    });
                 if !self.pending.is_empty() {
                     self.refused_qos2.push(packet_id);
                 }
@@ -1497,7 +1449,7 @@ impl Connection {
         };
         // Nothing held may claim success now: messages are refused (v5 reason
         // code; 3.x has none, so the connection closes and the client resends).
-        tracing::error!(%error, client_id = %self.entry.client_id(), "durable store failed; refusing messages");
+        tracing::error!(%error, client_id = %self.state.entry.client_id(), "durable store failed; refusing messages");
         let code = if error.is_disk_full() {
             ReasonCode::QUOTA_EXCEEDED
         } else {
@@ -1515,27 +1467,30 @@ impl Connection {
                     }
                     close = true;
                 }
-                Held::Packet(Packet::PubAck(ack)) if self.version.is_v5() => {
+                Held::Packet(Packet::PubAck(ack)) if self.state.version.is_v5() => {
                     let refusal = Ack::with_reason(ack.packet_id, code);
                     push(
                         write_buffer,
                         &Packet::PubAck(refusal),
-                        self.version,
+                        self.state.version,
                         metrics,
-                        self.client_limit,
+                        self.state.client_limit,
                     );
                 }
-                Held::Packet(Packet::PubRec(ack)) if self.version.is_v5() => {
-                    let _ = self.entry.with_session(self.generation, |session| {
-                        session.abandon_incoming_qos2(ack.packet_id)
-                    });
+                Held::Packet(Packet::PubRec(ack)) if self.state.version.is_v5() => {
+                    let _ = self
+                        .state
+                        .entry
+                        .with_session(self.state.generation, |session| {
+                            session.abandon_incoming_qos2(ack.packet_id)
+                        });
                     let refusal = Ack::with_reason(ack.packet_id, code);
                     push(
                         write_buffer,
                         &Packet::PubRec(refusal),
-                        self.version,
+                        self.state.version,
                         metrics,
-                        self.client_limit,
+                        self.state.client_limit,
                     );
                 }
                 Held::Packet(_) => close = true,
@@ -1549,11 +1504,14 @@ impl Connection {
         // durable goes out (or is resent) before these: order can change
         // across a store failure, nothing is lost or duplicated.
         if !unsent.is_empty() {
-            let _ = self.entry.with_session(self.generation, |session| {
-                for packet_id in unsent.iter().rev() {
-                    session.unsend(*packet_id);
-                }
-            });
+            let _ = self
+                .state
+                .entry
+                .with_session(self.state.generation, |session| {
+                    for packet_id in unsent.iter().rev() {
+                        session.unsend(*packet_id);
+                    }
+                });
         }
         if close {
             Err(Close::protocol(code))
@@ -1578,15 +1536,15 @@ impl Connection {
         for item in held {
             match item {
                 Held::Packet(Packet::PubRec(ack)) if self.refused_qos2.contains(&ack.packet_id) => {
-                    if self.version.is_v5() {
+                    if self.state.version.is_v5() {
                         let refusal =
                             Ack::with_reason(ack.packet_id, ReasonCode::UNSPECIFIED_ERROR);
                         push(
                             write_buffer,
                             &Packet::PubRec(refusal),
-                            self.version,
+                            self.state.version,
                             metrics,
-                            self.client_limit,
+                            self.state.client_limit,
                         );
                     } else {
                         close = true;
@@ -1595,9 +1553,9 @@ impl Connection {
                 Held::Packet(packet) => push(
                     write_buffer,
                     &packet,
-                    self.version,
+                    self.state.version,
                     metrics,
-                    self.client_limit,
+                    self.state.client_limit,
                 ),
                 Held::Deliver { route, message } => {
                     broker.deliver_route(route, message, now());
@@ -1623,7 +1581,7 @@ impl Connection {
                     // Keep alive counts whole control packets ([MQTT-3.1.2-22] v5,
                     // [MQTT-3.1.2-24] 3.1.1): bytes of an unfinished packet trickled in
                     // slowly must not hold the connection open.
-                    self.keep_alive.on_activity(now());
+                    self.state.keep_alive.on_activity(now());
                     self.handle_packet(packet, write_buffer)?;
                 }
                 Ok(None) => return Ok(()),
@@ -1633,7 +1591,7 @@ impl Connection {
                     if error.reason_code() == ReasonCode::PACKET_TOO_LARGE {
                         Metrics::incr(&metrics.packets_too_large);
                     }
-                    tracing::debug!(client_id = %self.entry.client_id(), %error, "malformed packet; closing");
+                    tracing::debug!(client_id = %self.state.entry.client_id(), %error, "malformed packet; closing");
                     return Err(Close::protocol(error.reason_code()));
                 }
             }
@@ -1655,9 +1613,9 @@ impl Connection {
             push(
                 write_buffer,
                 &packet,
-                self.version,
+                self.state.version,
                 self.shared.broker.metrics(),
-                self.client_limit,
+                self.state.client_limit,
             );
         }
     }
@@ -1670,8 +1628,9 @@ impl Connection {
     ) -> Result<R, Close> {
         let events = &mut self.events;
         let result = self
+            .state
             .entry
-            .with_session(self.generation, |session| {
+            .with_session(self.state.generation, |session| {
                 let result = f(session);
                 if session.is_journaling() {
                     session.take_journal(events);
@@ -1697,7 +1656,7 @@ impl Connection {
                 let release = match release {
                     Ok(release) => release,
                     // PUBREC for an id we don't know: answer PUBREL 0x92 so the client's flow ends.
-                    Err(_) if self.version.is_v5() => Some(Ack::with_reason(
+                    Err(_) if self.state.version.is_v5() => Some(Ack::with_reason(
                         ack.packet_id,
                         ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
                     )),
@@ -1710,7 +1669,7 @@ impl Connection {
             }
             Packet::PubRel(ack) => {
                 let code = self.session(|s| s.handle_pubrel(ack.packet_id))?;
-                let code = if self.version.is_v5() {
+                let code = if self.state.version.is_v5() {
                     code
                 } else {
                     ReasonCode::SUCCESS
@@ -1719,7 +1678,7 @@ impl Connection {
                     // The packet id may be reused once PUBCOMP is out: its release must
                     // be durable first, or a restart would take the reuse for a resend.
                     self.records.push(Record::InboundReleased {
-                        client_id: self.entry.client_id().to_string(),
+                        client_id: self.state.entry.client_id().to_string(),
                         packet_id: ack.packet_id,
                     });
                     self.barrier = true;
@@ -1739,15 +1698,15 @@ impl Connection {
                 // Filters the ACL refuses never reach the broker (SUBACK 0x87 / 0x80).
                 let check = crate::auth::SubscribeCheck::new(
                     &self.shared,
-                    &self.policy.auth,
-                    self.entry.client_id(),
-                    self.username.as_deref(),
+                    &self.state.policy.auth,
+                    self.state.entry.client_id(),
+                    self.state.username.as_deref(),
                     subscribe,
                 );
                 let suback = broker
                     .subscribe(
-                        &self.entry,
-                        self.generation,
+                        &self.state.entry,
+                        self.state.generation,
                         &check.allowed,
                         now(),
                         &mut self.records,
@@ -1760,7 +1719,8 @@ impl Connection {
                 Ok(())
             }
             Packet::Unsubscribe(unsubscribe) => {
-                let unsuback = broker.unsubscribe(&self.entry, &unsubscribe, &mut self.records);
+                let unsuback =
+                    broker.unsubscribe(&self.state.entry, &unsubscribe, &mut self.records);
                 self.emit(write_buffer, Packet::UnsubAck(unsuback));
                 Ok(())
             }
@@ -1769,7 +1729,7 @@ impl Connection {
                 Ok(())
             }
             Packet::Disconnect(disconnect) => {
-                if self.session_expiry_was_zero
+                if self.state.session_expiry_was_zero
                     && disconnect.session_expiry_interval.is_some_and(|e| e > 0)
                 {
                     // [MQTT-3.14.2-2]
@@ -1806,7 +1766,7 @@ impl Connection {
         let settings = &self.shared.options.broker;
         let metrics = broker.metrics();
         Metrics::incr(&metrics.messages_received);
-        if let Some(bucket) = &mut self.message_rate {
+        if let Some(bucket) = &mut self.state.message_rate {
             bucket.charge(now(), 1);
         }
         Metrics::record_publish(
@@ -1815,12 +1775,13 @@ impl Connection {
             usize::from(publish.qos.as_u8()),
             publish.payload.len(),
         );
-        if self.version.is_v5() {
+        if self.state.version.is_v5() {
             if !publish.properties.subscription_identifiers.is_empty() {
                 // [MQTT-3.3.4-6]: only the server puts Subscription Identifiers in a PUBLISH.
                 return Err(Close::protocol(ReasonCode::PROTOCOL_ERROR));
             }
-            self.aliases
+            self.state
+                .aliases
                 .resolve(&mut publish)
                 .map_err(Close::protocol)?;
         }
@@ -1837,9 +1798,9 @@ impl Connection {
             return Err(Close::protocol(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let packet_id = publish.packet_id.unwrap_or(0);
-        if !self.policy.auth.can_publish(
-            self.entry.client_id(),
-            self.username.as_deref(),
+        if !self.state.policy.auth.can_publish(
+            self.state.entry.client_id(),
+            self.state.username.as_deref(),
             &publish.topic,
         ) {
             // Dropped, retained or not. v5 tells the client with 0x87 on PUBACK/PUBREC
@@ -1848,8 +1809,8 @@ impl Connection {
             // Mosquitto we acknowledge, so the client does not resend forever, and a
             // QoS 2 flow completes with PUBREL/PUBCOMP as usual.
             Metrics::incr(&metrics.publish_not_authorized);
-            tracing::debug!(client_id = %self.entry.client_id(), user = ?self.username, topic = %publish.topic, "publish not authorized; dropped");
-            let code = if self.version.is_v5() {
+            tracing::debug!(client_id = %self.state.entry.client_id(), user = ?self.state.username, topic = %publish.topic, "publish not authorized; dropped");
+            let code = if self.state.version.is_v5() {
                 ReasonCode::NOT_AUTHORIZED
             } else {
                 ReasonCode::SUCCESS
@@ -1912,7 +1873,7 @@ impl Connection {
                     self.emit(write_buffer, Packet::PubRec(Ack::new(packet_id)));
                     return Ok(());
                 }
-                IncomingQos2::New if self.version.is_v5() && pending > receive_maximum => {
+                IncomingQos2::New if self.state.version.is_v5() && pending > receive_maximum => {
                     // [MQTT-3.3.4-7] (v5): more unacknowledged QoS 2 than the Receive Maximum
                     // we announced. 3.x has no Receive Maximum (a 3.1.1 client may keep any
                     // number in flight); there the packet id space bounds the set.
@@ -1924,16 +1885,16 @@ impl Connection {
                 // Exactly once across a restart: the packet id must be remembered
                 // before PUBREC tells the client the message arrived.
                 self.records.push(Record::InboundQos2 {
-                    client_id: self.entry.client_id().to_string(),
+                    client_id: self.state.entry.client_id().to_string(),
                     packet_id,
                 });
                 self.barrier = true;
             }
         }
         let mut message = message_from_publish(publish, broker.next_message_id(), now());
-        let route = broker.route(Some(self.entry.key()), &message);
+        let route = broker.route(Some(self.state.entry.key()), &message);
         let quota_exceeded = route.quota_exceeded() && qos != QoS::AtMostOnce;
-        let code = if !self.version.is_v5() {
+        let code = if !self.state.version.is_v5() {
             // 3.x has no negative acknowledgement: a persistent session that
             // could not queue the message, or a full retained store, is only
             // counted.
@@ -1957,7 +1918,7 @@ impl Connection {
             self.session(|s| s.abandon_incoming_qos2(packet_id))?;
             if self.durable() {
                 self.records.push(Record::InboundReleased {
-                    client_id: self.entry.client_id().to_string(),
+                    client_id: self.state.entry.client_id().to_string(),
                     packet_id,
                 });
             }
